@@ -1,0 +1,8 @@
+"""lmtie: Transformer language models in the style of fairseq, built around parameter sharing."""
+
+from lmtie.data.dictionary import Dictionary
+from lmtie.models import TransformerLanguageModel, TransformerLMConfig, check_tie
+from lmtie.modules import Embedding
+
+__version__ = "0.1.0"
+__all__ = ["Dictionary", "Embedding", "TransformerLMConfig", "TransformerLanguageModel", "check_tie"]

@@ -1,0 +1,294 @@
+"""A decoder-only Transformer language model whose input embedding can double as its output layer.
+
+Reads top to bottom: config, key/value cache, attention, feed-forward, block, decoder, model.
+The tie is one line in :class:`TransformerDecoder` (Press & Wolf 2017; Inan et al. 2017).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmtie.config import field
+from lmtie.errors import UserError
+from lmtie.modules.embedding import Embedding, sinusoidal_table
+
+
+@dataclass
+class TransformerLMConfig:
+    """Model hyper-parameters; field names follow fairseq's ``transformer_lm``."""
+
+    vocab_size: int = field(0, "vocabulary size (set from the dictionary)", cli=False)
+    padding_idx: int = field(1, "index of <pad>; its logit is masked and its embedding row stays zero", cli=False)
+    decoder_embed_dim: int = field(512, "width of the residual stream")
+    decoder_input_dim: Optional[int] = field(None, "width of embed_tokens (default: decoder_embed_dim)")
+    decoder_output_dim: Optional[int] = field(None, "width fed to the output projection (default: decoder_input_dim)")
+    decoder_ffn_embed_dim: int = field(2048, "inner width of the feed-forward layers")
+    decoder_layers: int = field(6, "number of Transformer blocks")
+    decoder_attention_heads: int = field(8, "attention heads per block")
+    decoder_learned_pos: bool = field(False, "learned positions instead of sinusoidal ones")
+    no_scale_embedding: bool = field(False, "do not multiply token embeddings by sqrt(decoder_input_dim)")
+    no_decoder_final_norm: bool = field(False, "skip the LayerNorm after the last block")
+    dropout: float = field(0.1, "dropout on embeddings and residual branches")
+    attention_dropout: float = field(0.0, "dropout on attention weights")
+    activation_dropout: float = field(0.0, "dropout after the feed-forward activation", aliases=("--relu-dropout",))
+    activation_fn: Literal["relu", "gelu", "gelu_accurate", "silu"] = field("relu", "feed-forward activation")
+    max_target_positions: int = field(1024, "longest sequence the positions support")
+    share_decoder_input_output_embed: bool = field(
+        False, "use embed_tokens.weight as the output projection (Press & Wolf 2017)")
+
+    def __post_init__(self) -> None:
+        if self.decoder_input_dim is None:
+            self.decoder_input_dim = self.decoder_embed_dim
+        if self.decoder_output_dim is None:
+            self.decoder_output_dim = self.decoder_input_dim
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse settings that cannot build, with the flag to change."""
+        if self.decoder_embed_dim % self.decoder_attention_heads:
+            raise UserError(f"--decoder-embed-dim {self.decoder_embed_dim} is not divisible by "
+                            f"--decoder-attention-heads {self.decoder_attention_heads}")
+        if self.share_decoder_input_output_embed and self.decoder_output_dim != self.decoder_input_dim:
+            raise UserError(
+                f"--share-decoder-input-output-embed needs --decoder-output-dim ({self.decoder_output_dim}) equal "
+                f"to --decoder-input-dim ({self.decoder_input_dim}), the width of embed_tokens; set them equal "
+                "or pass --no-share-decoder-input-output-embed")
+        if self.vocab_size and not 0 <= self.padding_idx < self.vocab_size:
+            raise UserError(f"padding_idx {self.padding_idx} is outside the vocabulary of {self.vocab_size}")
+
+    def replace(self, **changes) -> "TransformerLMConfig":
+        return dataclasses.replace(self, **changes)
+
+
+class KVCache:
+    """Pre-allocated keys and values for incremental decoding: one new token costs O(context)."""
+
+    def __init__(self, cfg: TransformerLMConfig, batch_size: int, max_len: int,
+                 device: torch.device, dtype: torch.dtype):
+        h, hd = cfg.decoder_attention_heads, cfg.decoder_embed_dim // cfg.decoder_attention_heads
+        shape = (cfg.decoder_layers, 2, batch_size, h, max_len, hd)
+        self.kv = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0  # positions already filled
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new (B, H, t, hd) keys/values after the filled part; return all of them."""
+        end = self.length + k.size(2)
+        self.kv[layer, 0, :, :, self.length:end] = k
+        self.kv[layer, 1, :, :, self.length:end] = v
+        return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention through ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        d = cfg.decoder_embed_dim
+        self.num_heads = cfg.decoder_attention_heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out_proj = nn.Linear(d, d)
+        self.attention_dropout = cfg.attention_dropout
+
+    def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        mask, causal = None, True
+        if cache is not None:
+            past = cache.length
+            k, v = cache.update(layer, k, v)  # (B, H, past + T, hd)
+            if past > 0:  # new queries see every cached key and the new keys up to themselves
+                causal = False
+                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        p = self.attention_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+_ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_accurate": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+}
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.decoder_embed_dim, cfg.decoder_ffn_embed_dim)
+        self.fc2 = nn.Linear(cfg.decoder_ffn_embed_dim, cfg.decoder_embed_dim)
+        self.activation = _ACTIVATIONS[cfg.activation_fn]
+        self.activation_dropout = nn.Dropout(cfg.activation_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_dropout(self.activation(self.fc1(x))))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block; fairseq forces pre-norm for LMs ("not stable without this")."""
+
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        self.self_attn_layer_norm = nn.LayerNorm(cfg.decoder_embed_dim)
+        self.self_attn = CausalSelfAttention(cfg)
+        self.final_layer_norm = nn.LayerNorm(cfg.decoder_embed_dim)
+        self.ffn = FeedForward(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), layer, cache))
+        return x + self.dropout(self.ffn(self.final_layer_norm(x)))
+
+
+class TransformerDecoder(nn.Module):
+    """Embeddings, blocks and the output projection; ``embed_out`` is the output weight."""
+
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        if cfg.vocab_size <= 0:
+            raise UserError("vocab_size must be set (build the model from a Dictionary or pass vocab_size)")
+        self.cfg = cfg
+        d, d_in, d_out = cfg.decoder_embed_dim, cfg.decoder_input_dim, cfg.decoder_output_dim
+        self.embed_tokens = Embedding(cfg.vocab_size, d_in, cfg.padding_idx)
+        self.embed_scale = 1.0 if cfg.no_scale_embedding else math.sqrt(d_in)  # Vaswani et al. 2017, sec. 3.4
+        self.project_in_dim = nn.Linear(d_in, d, bias=False) if d_in != d else None
+        self._build_positions(cfg)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.decoder_layers))
+        self.layer_norm = None if cfg.no_decoder_final_norm else nn.LayerNorm(d)
+        self.project_out_dim = nn.Linear(d, d_out, bias=False) if d_out != d else None
+        self._init_linear_layers()
+        if not cfg.share_decoder_input_output_embed:
+            self.embed_out = nn.Parameter(torch.empty(cfg.vocab_size, d_out))
+            nn.init.normal_(self.embed_out, mean=0.0, std=d_out ** -0.5)  # same scale as the tied matrix
+        # <pad> is never a target: a -inf logit gives it probability 0, so the output never sends
+        # gradient to its row and a tied pad row stays exactly zero (fairseq issue 4633).
+        pad_bias = torch.zeros(cfg.vocab_size)
+        pad_bias[cfg.padding_idx] = float("-inf")
+        self.register_buffer("output_bias", pad_bias, persistent=False)
+
+    @property
+    def embed_out(self) -> nn.Parameter:
+        """The output projection weight [V, d_out]; when tied it *is* ``embed_tokens.weight``.
+
+        The tie (Press & Wolf 2017; Inan et al. 2017) is structural: the tied model registers no
+        second Parameter, so ``parameters()`` and ``state_dict()`` hold the matrix once and no
+        load, device move or re-initialisation can split it.
+        """
+        if self.cfg.share_decoder_input_output_embed:
+            return self.embed_tokens.weight
+        if self._parameters.get("embed_out") is None:
+            raise AttributeError("embed_out")  # not built yet: lets nn.Module register it
+        return self._parameters["embed_out"]
+
+    def _build_positions(self, cfg: TransformerLMConfig) -> None:
+        d = cfg.decoder_embed_dim
+        if cfg.decoder_learned_pos:
+            self.embed_positions = nn.Parameter(torch.empty(cfg.max_target_positions, d))
+            nn.init.normal_(self.embed_positions, mean=0.0, std=d ** -0.5)
+        else:
+            self.register_buffer("embed_positions", sinusoidal_table(cfg.max_target_positions, d), persistent=False)
+
+    def _init_linear_layers(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def features(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, decoder_output_dim) features for the output projection."""
+        start = cache.length if cache is not None else 0
+        T = tokens.size(1)
+        if start + T > self.cfg.max_target_positions:
+            raise UserError(f"sequence of {start + T} tokens exceeds --max-target-positions "
+                            f"{self.cfg.max_target_positions}")
+        x = self.embed_scale * self.embed_tokens(tokens)  # (B, T, d_in)
+        if self.project_in_dim is not None:
+            x = self.project_in_dim(x)
+        x = self.dropout(x + self.embed_positions[start:start + T].to(x.dtype))
+        for i, layer in enumerate(self.layers):
+            x = layer(x, i, cache)
+        if cache is not None:
+            cache.length += T
+        if self.layer_norm is not None:
+            x = self.layer_norm(x)
+        return x if self.project_out_dim is None else self.project_out_dim(x)
+
+    def output_layer(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., d_out) features -> (..., V) logits, with <pad> at -inf."""
+        return F.linear(features, self.embed_out, self.output_bias.to(features.dtype))
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        return self.output_layer(self.features(tokens, cache))
+
+
+class TransformerLanguageModel(nn.Module):
+    """``forward(tokens)`` returns logits for every position: (B, T) -> (B, T, V)."""
+
+    def __init__(self, cfg: TransformerLMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.decoder = TransformerDecoder(cfg)
+        check_tie(self)
+
+    @classmethod
+    def build(cls, cfg: TransformerLMConfig, dictionary=None) -> "TransformerLanguageModel":
+        """Build from a config, taking the vocabulary size and pad index from ``dictionary`` if given."""
+        if dictionary is not None:
+            cfg = cfg.replace(vocab_size=len(dictionary), padding_idx=dictionary.pad())
+        return cls(cfg)
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        return self.decoder(tokens, cache)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        p = self.decoder.embed_tokens.weight
+        return KVCache(self.cfg, batch_size, min(max_len, self.cfg.max_target_positions), p.device, p.dtype)
+
+    def num_parameters(self) -> dict[str, int]:
+        """Unique parameters, a tied matrix counted once.
+
+        ``embedding`` is the token embedding, a separate output matrix and learned positions
+        (Kaplan et al. 2020 leave all three out of the "non-embedding" count).
+        """
+        dec = self.decoder
+        embedding = [dec.embed_tokens.weight, dec.embed_out]
+        if isinstance(dec.embed_positions, nn.Parameter):
+            embedding.append(dec.embed_positions)
+        unique = {id(p): p for p in self.parameters()}
+        emb = sum(p.numel() for p in {id(p): p for p in embedding}.values())
+        total = sum(p.numel() for p in unique.values())
+        return {"total": total, "embedding": emb, "non_embedding": total - emb}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP/FSDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+def check_tie(model: nn.Module) -> None:
+    """Raise if the config's tie flag and the actual parameters disagree (call after build/load/move/wrap)."""
+    m = unwrap(model)
+    dec, want = m.decoder, m.cfg.share_decoder_input_output_embed
+    separate = dec._parameters.get("embed_out")
+    shares_storage = separate is not None and separate.data_ptr() == dec.embed_tokens.weight.data_ptr()
+    if want and separate is not None:
+        raise RuntimeError("tie broken: share_decoder_input_output_embed=True but the decoder holds a separate "
+                           "embed_out Parameter")
+    if not want and (separate is None or shares_storage):
+        raise RuntimeError("tie broken: share_decoder_input_output_embed=False but embed_out is missing or "
+                           "shares storage with embed_tokens.weight")
