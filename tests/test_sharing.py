@@ -57,6 +57,7 @@ def ae_input(dtype=F64):
 CASES = {
     "conv": (make_conv, conv_input, conv_reference),
     "autoencoder": (make_autoencoder, ae_input, autoencoder_reference),
+    "autoencoder-mm": (lambda **kw: make_autoencoder(form="mm", **kw), ae_input, autoencoder_reference),
 }
 
 
@@ -93,7 +94,7 @@ def test_autoencoder_registers_the_weight_once():
 
 # ---- gradients: shared grad == sum of the two untied uses' grads ----
 
-@pytest.mark.parametrize("case", ["conv", "autoencoder"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_shared_gradient_is_sum_of_untied_gradients(case):
     make, make_input, reference = CASES[case]
     m = make()
@@ -113,7 +114,7 @@ def test_shared_gradient_is_sum_of_untied_gradients(case):
 
 # ---- the tie survives .to(dtype), deepcopy, and a state_dict round trip ----
 
-@pytest.mark.parametrize("case", ["conv", "autoencoder"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_tie_survives_dtype_move(case):
     make, make_input, reference = CASES[case]
     m = make(dtype=torch.float32)
@@ -122,7 +123,7 @@ def test_tie_survives_dtype_move(case):
     assert acts_tied(m, make_input, reference)
 
 
-@pytest.mark.parametrize("case", ["conv", "autoencoder"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_tie_survives_deepcopy(case):
     make, make_input, reference = CASES[case]
     m = make()
@@ -134,7 +135,7 @@ def test_tie_survives_deepcopy(case):
     assert torch.equal(m.weight, before)  # the copy owns its weight
 
 
-@pytest.mark.parametrize("case", ["conv", "autoencoder"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_tie_survives_state_dict_round_trip(case, tmp_path):
     make, make_input, reference = CASES[case]
     m = make(seed=0)

@@ -97,8 +97,9 @@ class SharedKernelConv2d(nn.Module):
                 nn.init.zeros_(b)
 
     def transposed_kernel(self) -> torch.Tensor:
-        """W with H and W swapped, copied to dense memory: the design note reports conv2d on GPU
-        failing on the strided view, and the copy stays in the autograd graph of ``weight``."""
+        """W with H and W swapped, copied to dense memory: cuDNN convolutions have rejected
+        strided weights ("cuDNN requires contiguous weight tensor", pytorch/pytorch#5044), and
+        the copy stays in the autograd graph of ``weight``, so gradients still reach it."""
         return self.weight.transpose(2, 3).contiguous()  # [C, C, kh, kw] -> [C, C, kw, kh]
 
     def first(self, x: torch.Tensor) -> torch.Tensor:
