@@ -2,7 +2,8 @@
 
 from lmtie.data.dictionary import Dictionary
 from lmtie.models import TransformerLanguageModel, TransformerLMConfig, check_tie
-from lmtie.modules import Embedding
+from lmtie.modules import Embedding, SharedKernelConv2d, TiedAutoencoder, fan_in, he_normal_, lecun_normal_
 
 __version__ = "0.1.0"
-__all__ = ["Dictionary", "Embedding", "TransformerLMConfig", "TransformerLanguageModel", "check_tie"]
+__all__ = ["Dictionary", "Embedding", "SharedKernelConv2d", "TiedAutoencoder", "TransformerLMConfig",
+           "TransformerLanguageModel", "check_tie", "fan_in", "he_normal_", "lecun_normal_"]
