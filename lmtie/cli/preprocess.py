@@ -1,0 +1,34 @@
+"""``lmtie-preprocess``: fairseq-preprocess flags over :func:`lmtie.data.preprocess`.
+
+With no data arguments it binarises the embedded Shakespeare corpus into data-bin/shakespeare.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lmtie.config import add_dataclass_args, from_args
+from lmtie.data.manifest import load_manifest
+from lmtie.data.preprocess import PreprocessConfig, preprocess
+from lmtie.errors import cli_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmtie-preprocess", description=__doc__.splitlines()[0])
+    add_dataclass_args(parser, PreprocessConfig, "preprocessing")
+    return parser
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    cfg = from_args(PreprocessConfig, build_parser().parse_args(argv))
+    destdir = preprocess(cfg)
+    manifest = load_manifest(destdir)
+    print(f"{destdir}: tokenizer {manifest['tokenizer']}, vocab {manifest['vocab_size']}")
+    for split, s in manifest["splits"].items():
+        print(f"  {split}: {s['lines']} lines, {s['tokens']} tokens, {s['bytes']} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""Parallel passes over byte-range chunks of a text file: counting symbols and binarising.
+
+Workers get only picklable arguments (paths and names) and rebuild the tokeniser themselves,
+so any multiprocessing start method works; each writes its own part, merged in order after.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from lmtie.data.dictionary import Dictionary, tokenize_line
+from lmtie.data.indexed_dataset import MMapIndexedDatasetBuilder
+from lmtie.data.sources import chunk_offsets, read_line_batches
+from lmtie.data.tokenizers import Tokenizer, make_tokenizer
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """How a worker rebuilds the tokeniser: a name and the files it needs."""
+
+    name: str
+    dict_path: str | None = None
+    model_path: str | None = None
+
+    def build(self) -> Tokenizer:
+        d = Dictionary.load(self.dict_path) if self.dict_path else None
+        return make_tokenizer(self.name, d, self.model_path)
+
+
+@dataclass
+class SplitStats:
+    lines: int = 0
+    tokens: int = 0
+    bytes: int = 0
+    replaced_bytes: int = 0
+    unk: int = 0
+
+    def add(self, other: "SplitStats") -> None:
+        for k in vars(self):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+
+_CACHE: dict[TokenizerSpec, Tokenizer] = {}
+
+
+def _tokenizer(spec: TokenizerSpec) -> Tokenizer:
+    if spec not in _CACHE:
+        _CACHE[spec] = spec.build()
+    return _CACHE[spec]
+
+
+def run_chunks(fn: Callable, path: Path, workers: int, *args) -> list:
+    """Apply ``fn(path, start, end, *args)`` to ``workers`` chunks of ``path``, in order."""
+    jobs = [(path, s, e, *args) for s, e in chunk_offsets(path, max(workers, 1))]
+    if workers <= 1:
+        return [fn(*job) for job in jobs]
+    with mp.get_context().Pool(workers) as pool:
+        return pool.starmap(fn, jobs)
+
+
+def count_chunk(path: Path, start: int, end: int, unit: str, errors: str, flag: str) -> Counter:
+    """Symbol counts of one chunk: whitespace words (``space``) or characters (``char``)."""
+    counts: Counter = Counter()
+    for lines, _, _ in read_line_batches(path, start, end, errors, flag):
+        for line in lines:
+            counts.update(tokenize_line(line) if unit == "space" else line)
+    return counts
+
+
+def count_symbols(path: Path, unit: str, workers: int, errors: str, flag: str) -> Counter:
+    total: Counter = Counter()
+    for c in run_chunks(count_chunk, path, workers, unit, errors, flag):
+        total.update(c)
+    return total
+
+
+def binarize_chunk(path: Path, start: int, end: int, spec: TokenizerSpec, dtype: str, part: str,
+                   errors: str, flag: str) -> SplitStats:
+    """Encode one chunk into the part ``{part}.bin``/``.sizes``; return its counts."""
+    tok = _tokenizer(spec)
+    unk = tok.dictionary.unk()
+    builder = MMapIndexedDatasetBuilder(part, np.dtype(dtype))
+    stats = SplitStats()
+    try:
+        for lines, nbytes, replaced in read_line_batches(path, start, end, errors, flag):
+            flat, sizes = tok.encode_lines(lines)
+            builder.add_lines(flat, sizes)
+            stats.add(SplitStats(len(lines), len(flat), nbytes, replaced, int((flat == unk).sum())))
+    finally:
+        builder.close_part()
+    return stats
+
+
+def binarize_file(path: Path, prefix: Path, spec: TokenizerSpec, dtype: np.dtype, workers: int,
+                  errors: str, flag: str) -> SplitStats:
+    """Write ``{prefix}.bin``/``.idx`` for a whole file, chunked over ``workers`` processes."""
+    n = len(chunk_offsets(path, max(workers, 1)))
+    parts = [prefix.with_name(f"{prefix.name}.part{i}") for i in range(n)]
+    jobs_args = (spec, np.dtype(dtype).name)
+    stats_list = _binarize_parts(path, parts, jobs_args, workers, errors, flag)
+    out = MMapIndexedDatasetBuilder(prefix, dtype)
+    for part in parts:
+        out.merge_file_(part)
+        for ext in (".bin", ".sizes"):
+            part.with_name(part.name + ext).unlink()
+    out.finalize()
+    total = SplitStats()
+    for s in stats_list:
+        total.add(s)
+    return total
+
+
+def _binarize_parts(path: Path, parts: Sequence[Path], jobs_args: tuple, workers: int, errors: str,
+                    flag: str) -> list[SplitStats]:
+    offsets = chunk_offsets(path, max(workers, 1))
+    jobs = [(path, s, e, *jobs_args, str(p), errors, flag) for (s, e), p in zip(offsets, parts)]
+    if workers <= 1:
+        return [binarize_chunk(*job) for job in jobs]
+    with mp.get_context().Pool(workers) as pool:
+        return pool.starmap(binarize_chunk, jobs)
+
+
+def train_counts(prefix: Path, vocab_size: int) -> np.ndarray:
+    """How often each id occurs in a binarised split, read in slices (for dict.txt counts)."""
+    from lmtie.data.indexed_dataset import MMapIndexedDataset
+
+    ds = MMapIndexedDataset(prefix)
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    step = 1 << 24
+    for s in range(0, ds.num_tokens(), step):
+        counts += np.bincount(ds.token_range(s, s + step), minlength=vocab_size)[:vocab_size]
+    return counts

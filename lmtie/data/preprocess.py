@@ -1,0 +1,334 @@
+"""Raw text or a Hugging Face dataset -> ``dict.txt`` + mmap ``{split}.bin/.idx`` + ``manifest.json``.
+
+Everything is built in a hidden directory beside ``--destdir`` and renamed into place at
+the end, so a failed or interrupted run leaves no half-written split and never damages an
+existing destdir. A destdir that already holds the same corpus (same fingerprint) is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from lmtie.config import field, to_dict
+from lmtie.data.binarize import SplitStats, TokenizerSpec, binarize_file, count_symbols, train_counts
+from lmtie.data.dictionary import Dictionary
+from lmtie.data.indexed_dataset import best_dtype
+from lmtie.data.manifest import FORMAT, MANIFEST, load_manifest, write_manifest
+from lmtie.data.sources import check_input_file, decompress_if_needed, export_hf_dataset, sha256_file
+from lmtie.data.tokenizers import bytes_dictionary, char_symbol, spm_dictionary
+from lmtie.errors import UserError
+
+SPLITS = ("train", "valid", "test")
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "data" / "shakespeare"
+DEFAULT_DESTDIR = Path("data-bin") / "shakespeare"
+DEFAULT_SPM_VOCAB = 4096
+
+
+@dataclass
+class PreprocessConfig:
+    """Options of ``lmtie-preprocess``; names follow ``fairseq-preprocess`` where one exists."""
+
+    only_source: bool = field(True, "language-model data has only a source side (fairseq's flag; always on)")
+    trainpref: Optional[str] = field(None, "train text file (.xz/.gz/.bz2 are unpacked); none of "
+                                           "--trainpref/--dataset: use the embedded Shakespeare corpus")
+    validpref: Optional[str] = field(None, "valid text file")
+    testpref: Optional[str] = field(None, "test text file")
+    destdir: Optional[str] = field(None, "output directory (default data-bin, or data-bin/shakespeare "
+                                         "for the embedded corpus)")
+    workers: int = field(1, "worker processes; each binarises one byte range of a file")
+    tokenizer: Optional[Literal["space", "char", "bytes", "spm"]] = field(
+        None, "space (words), char, bytes or spm (SentencePiece); default space, or spm for the embedded corpus")
+    thresholdsrc: int = field(0, "drop words seen fewer times than this in train (space/char)")
+    nwordssrc: int = field(-1, "keep at most this many symbols, specials included (space/char)")
+    padding_factor: int = field(8, "pad the dictionary length to a multiple of this")
+    srcdict: Optional[str] = field(None, "reuse this dict.txt instead of building one")
+    spm_vocab_size: int = field(DEFAULT_SPM_VOCAB, "SentencePiece vocabulary size to train")
+    spm_model_type: Literal["bpe", "unigram"] = field("bpe", "SentencePiece model type to train")
+    spm_model: Optional[str] = field(None, "reuse this SentencePiece .model instead of training one")
+    spm_sample_sentences: int = field(1_000_000, "train SentencePiece on at most this many sampled lines")
+    spm_character_coverage: float = field(0.9995, "share of characters SentencePiece covers; the rest fall "
+                                                  "back to bytes, so text still round-trips")
+    dataset: Optional[str] = field(None, "Hugging Face dataset name or builder (text, json, parquet, csv)")
+    dataset_config: Optional[str] = field(None, "Hugging Face dataset configuration name")
+    dataset_files: Optional[str] = field(None, "data_files for --dataset: PATH (train) or SPLIT=PATH,SPLIT=PATH")
+    text_column: str = field("text", "column of --dataset holding the text")
+    valid_fraction: float = field(0.0, "carve this share of train off as valid when --dataset has none")
+    test_fraction: float = field(0.0, "carve this share of train off as test when --dataset has none")
+    seed: int = field(1, "seed for carving splits and for SentencePiece sampling")
+    utf8_errors: Literal["strict", "replace"] = field(
+        "strict", "invalid UTF-8 input: strict (default) fails naming the file and byte offset; "
+                  "replace substitutes U+FFFD and counts the bytes in the manifest")
+    overwrite: bool = field(False, "replace a --destdir that holds a different corpus")
+
+
+def uses_default_corpus(cfg: PreprocessConfig) -> bool:
+    return not (cfg.trainpref or cfg.validpref or cfg.testpref or cfg.dataset)
+
+
+def resolved(cfg: PreprocessConfig) -> PreprocessConfig:
+    """Fill the defaults that depend on the input: the embedded corpus gets spm-4096."""
+    if not cfg.only_source:
+        raise UserError("--no-only-source: lmtie builds language-model data, which has only a source side")
+    if cfg.workers < 1:
+        raise UserError(f"--workers {cfg.workers}: must be at least 1")
+    values = dict(vars(cfg))
+    if uses_default_corpus(cfg):
+        values.update(trainpref=str(DEFAULT_CORPUS / "train.txt.xz"), validpref=str(DEFAULT_CORPUS / "valid.txt.xz"),
+                      testpref=str(DEFAULT_CORPUS / "test.txt.xz"), tokenizer=cfg.tokenizer or "spm",
+                      destdir=cfg.destdir or str(DEFAULT_DESTDIR))
+        if not DEFAULT_CORPUS.is_dir():
+            raise UserError(f"embedded corpus {DEFAULT_CORPUS} not found (it ships with a clone of lmtie); "
+                            "pass --trainpref/--validpref/--testpref or --dataset")
+    values["tokenizer"] = values["tokenizer"] or "space"
+    values["destdir"] = values["destdir"] or "data-bin"
+    return PreprocessConfig(**values)
+
+
+def preprocess(cfg: PreprocessConfig) -> Path:
+    """Build (or reuse) the data-bin described by ``cfg``; return its directory."""
+    cfg = resolved(cfg)
+    destdir = Path(cfg.destdir)
+    _check_options(cfg)
+    destdir.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{destdir.name}.tmp-", dir=destdir.parent))
+    try:
+        inputs = _gather_inputs(cfg, workdir / "scratch")
+        fingerprint = _fingerprint(cfg, inputs)
+        if _already_done(destdir, fingerprint, cfg.overwrite):
+            return destdir
+        _build(cfg, inputs, fingerprint, workdir)
+        shutil.rmtree(workdir / "scratch")
+        _make_readable(workdir)
+        _install(workdir, destdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return destdir
+
+
+def _check_options(cfg: PreprocessConfig) -> None:
+    if cfg.dataset and (cfg.trainpref or cfg.validpref or cfg.testpref):
+        raise UserError("--dataset and --trainpref/--validpref/--testpref exclude each other; pick one input")
+    if cfg.srcdict and cfg.tokenizer == "bytes":
+        raise UserError("--srcdict does not apply to --tokenizer bytes (its vocabulary is fixed); drop it")
+    if cfg.tokenizer != "spm" and cfg.spm_model:
+        raise UserError("--spm-model needs --tokenizer spm")
+    needs_train = not (cfg.srcdict or cfg.spm_model or cfg.tokenizer == "bytes")
+    if needs_train and not (cfg.trainpref or cfg.dataset):
+        raise UserError(f"--tokenizer {cfg.tokenizer} learns its vocabulary from --trainpref; "
+                        "pass --trainpref, or reuse one with --srcdict / --spm-model")
+    for flag, v in (("--valid-fraction", cfg.valid_fraction), ("--test-fraction", cfg.test_fraction)):
+        if not 0.0 <= v < 1.0:
+            raise UserError(f"{flag} {v}: must be in [0, 1)")
+
+
+@dataclass
+class Input:
+    """One split's text: the file as given (hashed) and the plain file that is read."""
+
+    split: str
+    flag: str
+    given: Path
+    plain: Path | None = None
+    sha256: str = ""
+
+
+def _gather_inputs(cfg: PreprocessConfig, scratch: Path) -> list[Input]:
+    scratch.mkdir()
+    if cfg.dataset:
+        files = export_hf_dataset(cfg.dataset, cfg.dataset_config, cfg.dataset_files, cfg.text_column,
+                                  cfg.valid_fraction, cfg.test_fraction, cfg.seed, scratch)
+        inputs = [Input(s, f"--dataset {cfg.dataset} [{s}]", check_input_file(files[s], f"--dataset {cfg.dataset} [{s}]"))
+                  for s in SPLITS if s in files]
+    else:
+        prefs = {"train": cfg.trainpref, "valid": cfg.validpref, "test": cfg.testpref}
+        inputs = [Input(s, f"--{s}pref", check_input_file(p, f"--{s}pref")) for s, p in prefs.items() if p]
+    for inp in inputs:
+        inp.sha256 = sha256_file(inp.given)
+    return inputs
+
+
+def _fingerprint(cfg: PreprocessConfig, inputs: list[Input]) -> str:
+    """What decides the output: input contents, reused files, and the options that shape ids."""
+    keys = ("tokenizer", "thresholdsrc", "nwordssrc", "padding_factor", "spm_vocab_size", "spm_model_type",
+            "spm_sample_sentences", "spm_character_coverage", "seed", "utf8_errors", "text_column")
+    doc = {k: getattr(cfg, k) for k in keys}
+    doc["inputs"] = {i.split: i.sha256 for i in inputs}
+    for k in ("srcdict", "spm_model"):
+        path = getattr(cfg, k)
+        doc[k] = sha256_file(check_input_file(path, "--" + k.replace("_", "-"))) if path else None
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _already_done(destdir: Path, fingerprint: str, overwrite: bool) -> bool:
+    """True when ``destdir`` holds this very corpus; refuse a different one unless ``overwrite``."""
+    if not destdir.exists() or (destdir.is_dir() and not any(destdir.iterdir())):
+        return False
+    if not destdir.is_dir():
+        raise UserError(f"--destdir {destdir}: is a file; choose a directory")
+    same = (destdir / MANIFEST).is_file() and _manifest_fingerprint(destdir) == fingerprint
+    if same and not overwrite:
+        return True
+    if not overwrite:
+        raise UserError(f"--destdir {destdir}: already holds a different corpus; pass --overwrite to "
+                        "replace it or choose another --destdir")
+    return False
+
+
+def _manifest_fingerprint(destdir: Path) -> str | None:
+    try:
+        return load_manifest(destdir).get("fingerprint")
+    except UserError:
+        return None
+
+
+def _make_readable(workdir: Path) -> None:
+    """Temporary files are created private (0600/0700); the result gets the usual umask modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(workdir, 0o777 & ~umask)
+    for f in workdir.iterdir():
+        os.chmod(f, 0o666 & ~umask)
+
+
+def _install(workdir: Path, destdir: Path) -> None:
+    """Swap the finished directory into place; the old one is removed only after the swap."""
+    if not destdir.exists():
+        os.replace(workdir, destdir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{destdir.name}.old-", dir=destdir.parent))
+    os.replace(destdir, old / destdir.name)
+    os.replace(workdir, destdir)
+    shutil.rmtree(old)
+
+
+def _build(cfg: PreprocessConfig, inputs: list[Input], fingerprint: str, workdir: Path) -> None:
+    for inp in inputs:
+        inp.plain = decompress_if_needed(inp.given, workdir / "scratch", inp.flag)
+    train = next((i for i in inputs if i.split == "train"), None)
+    dictionary, spec = _vocabulary(cfg, train, workdir)
+    dtype = best_dtype(len(dictionary))
+    stats = {inp.split: binarize_file(inp.plain, workdir / inp.split, spec, dtype, cfg.workers,
+                                      cfg.utf8_errors, inp.flag) for inp in inputs}
+    if cfg.tokenizer in ("spm", "bytes") and not cfg.srcdict and train is not None:
+        dictionary.count = [int(c) for c in train_counts(workdir / "train", len(dictionary))]
+    if cfg.tokenizer in ("spm", "bytes"):  # space/char dictionaries were saved before binarising
+        dictionary.save(workdir / "dict.txt")
+    _check_nonempty(cfg, inputs, stats, dictionary)
+    write_manifest(workdir, _manifest(cfg, inputs, stats, dictionary, dtype, fingerprint, workdir))
+
+
+def _check_nonempty(cfg: PreprocessConfig, inputs: list[Input], stats: dict, dictionary: Dictionary) -> None:
+    for inp in inputs:
+        if stats[inp.split].tokens <= stats[inp.split].lines:
+            raise UserError(f"{inp.flag} {inp.given}: holds no text (only empty lines); give a non-empty corpus")
+
+
+def _vocabulary(cfg: PreprocessConfig, train: Input | None, workdir: Path) -> tuple[Dictionary, TokenizerSpec]:
+    """The dictionary and the recipe workers use to rebuild the tokeniser."""
+    srcdict = _load_srcdict(cfg.srcdict) if cfg.srcdict else None
+    dict_path = str(workdir / "dict.txt")
+    if cfg.tokenizer == "bytes":
+        return bytes_dictionary(), TokenizerSpec("bytes")
+    if cfg.tokenizer == "spm":
+        return _spm_vocabulary(cfg, train, workdir, srcdict)
+    d = srcdict or _count_dictionary(cfg, train)
+    d.save(dict_path)
+    return d, TokenizerSpec(cfg.tokenizer, dict_path)
+
+
+def _load_srcdict(path: str) -> Dictionary:
+    try:
+        d = Dictionary.load(check_input_file(path, "--srcdict"))
+    except UserError as e:
+        raise UserError(f"--srcdict {e}" if str(e).startswith(str(path)) else str(e))
+    if len(d) <= d.nspecial:
+        raise UserError(f"--srcdict {path}: holds no symbols; pass a dict.txt with one 'symbol count' per line")
+    return d
+
+
+def _count_dictionary(cfg: PreprocessConfig, train: Input) -> Dictionary:
+    counts = count_symbols(train.plain, cfg.tokenizer, cfg.workers, cfg.utf8_errors, train.flag)
+    if cfg.tokenizer == "char":
+        counts = {char_symbol(c): n for c, n in counts.items()}
+    if not counts:
+        raise UserError(f"{train.flag} {train.given}: holds no text (only empty lines); give a non-empty corpus")
+    d = Dictionary()
+    for sym, n in sorted(counts.items()):
+        d.add_symbol(sym, n=n)
+    d.finalize(cfg.thresholdsrc, cfg.nwordssrc, cfg.padding_factor)
+    return d
+
+
+def _spm_vocabulary(cfg: PreprocessConfig, train: Input | None, workdir: Path,
+                    srcdict: Dictionary | None) -> tuple[Dictionary, TokenizerSpec]:
+    model = workdir / "spm.model"
+    if cfg.spm_model:
+        shutil.copyfile(check_input_file(cfg.spm_model, "--spm-model"), model)
+    else:
+        _train_spm(cfg, train, workdir)
+    from lmtie.data.tokenizers import SpmTokenizer
+
+    tok = SpmTokenizer(model, srcdict)
+    if srcdict is not None:
+        srcdict.save(workdir / "dict.txt")
+        return srcdict, TokenizerSpec("spm", str(workdir / "dict.txt"), str(model))
+    return tok.dictionary, TokenizerSpec("spm", None, str(model))
+
+
+_TOO_HIGH = re.compile(r"value <= (\d+)")
+_TOO_LOW = re.compile(r"required_chars\. (\d+) vs (\d+)")
+
+
+def _train_spm(cfg: PreprocessConfig, train: Input, workdir: Path) -> None:
+    """Train a byte-fallback model whose specials already sit at fairseq's ids (0-3)."""
+    import sentencepiece as spm
+
+    spm.set_random_generator_seed(cfg.seed)
+    try:
+        spm.SentencePieceTrainer.train(
+            input=str(train.plain), model_prefix=str(workdir / "spm"), vocab_size=cfg.spm_vocab_size,
+            model_type=cfg.spm_model_type, bos_id=0, pad_id=1, eos_id=2, unk_id=3, byte_fallback=True,
+            normalization_rule_name="identity", remove_extra_whitespaces=False,
+            character_coverage=cfg.spm_character_coverage, input_sentence_size=cfg.spm_sample_sentences,
+            shuffle_input_sentence=True, max_sentence_length=1 << 16, num_threads=cfg.workers, minloglevel=2)
+    except RuntimeError as e:
+        raise UserError(_spm_error(cfg, train, str(e)))
+    (workdir / "spm.vocab").unlink(missing_ok=True)
+
+
+def _spm_error(cfg: PreprocessConfig, train: Input, msg: str) -> str:
+    where = f"--spm-vocab-size {cfg.spm_vocab_size}"
+    if m := _TOO_HIGH.search(msg):
+        return f"{where} is larger than {train.given} allows; use --spm-vocab-size {m.group(1)} or less"
+    if m := _TOO_LOW.search(msg):
+        return (f"{where} is too small for the characters of {train.given}; use --spm-vocab-size "
+                f"{m.group(2)} or more (or lower --spm-character-coverage)")
+    return f"SentencePiece training on {train.given} failed: {msg.splitlines()[0]}"
+
+
+def _manifest(cfg: PreprocessConfig, inputs: list[Input], stats: dict[str, SplitStats], dictionary: Dictionary,
+              dtype, fingerprint: str, workdir: Path) -> dict:
+    model = workdir / "spm.model"
+    splits = {inp.split: {**vars(stats[inp.split]), "input": str(inp.given), "input_sha256": inp.sha256}
+              for inp in inputs}
+    return {
+        "format": FORMAT, "version": 1, "source": "lmtie", "tokenizer": cfg.tokenizer,
+        "tokenizer_model": model.name if model.exists() else None, "vocab_size": len(dictionary),
+        "dtype": dtype.name, "splits": splits, "fingerprint": fingerprint,
+        "hashes": {"dict": sha256_file(workdir / "dict.txt"), "inputs": {i.split: i.sha256 for i in inputs},
+                   "tokenizer_model": sha256_file(model) if model.exists() else None},
+        "config": to_dict(cfg),
+    }
+
+
+def ensure_default_data_bin(destdir: str | Path | None = None) -> Path:
+    """Preprocess the embedded Shakespeare corpus (SentencePiece BPE, 4096) once; reuse it after."""
+    return preprocess(PreprocessConfig(destdir=str(destdir) if destdir is not None else None))
