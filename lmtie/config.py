@@ -54,8 +54,12 @@ def _none_or(convert):
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, group_title: str | None = None,
-                       skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per field of ``cls``; defaults are left as SUPPRESS-free real defaults."""
+                       skip: tuple[str, ...] = (), suppress_defaults: bool = False) -> None:
+    """Add one flag per field of ``cls``.
+
+    With ``suppress_defaults`` an absent flag leaves no attribute, so callers can tell what the
+    user set explicitly (e.g. to layer ``--arch`` defaults under explicit model flags).
+    """
     group = parser.add_argument_group(group_title or cls.__name__)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -65,6 +69,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, group_title: 
         tp, optional = _unwrap_optional(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f.metadata.get("help", "")
+        if suppress_defaults:
+            help_text += f" (default: {default!r}, or the --arch value)"
+            default = argparse.SUPPRESS
         names = [flag, *f.metadata.get("aliases", ())]
         if tp is bool:
             group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=default,

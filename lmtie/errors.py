@@ -23,8 +23,16 @@ def cli_main(fn: Callable[..., int | None]) -> Callable[..., int]:
         try:
             return fn(*args, **kwargs) or 0
         except UserError as e:
-            prog = fn.__module__.rsplit(".", 1)[-1].replace("_", "-")
-            print(f"lmtie-{prog}: error: {e}", file=sys.stderr)
+            print(f"{_prog(fn)}: error: {e}", file=sys.stderr)
             return 2
 
     return wrapper
+
+
+def _prog(fn: Callable) -> str:
+    """``lmtie-eval-lm`` for lmtie.cli.eval_lm, also when run as ``python -m``."""
+    module = fn.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    return "lmtie-" + module.rsplit(".", 1)[-1].replace("_", "-")

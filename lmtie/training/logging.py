@@ -1,0 +1,111 @@
+"""Progress output (tqdm, json or simple lines), metrics.jsonl, and optional TensorBoard; rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lmtie.errors import UserError
+
+LOG2 = math.log(2)
+
+
+class MetricsLogger:
+    def __init__(self, setup):
+        self.run = setup.run
+        self.active = setup.dist.is_main
+        self.total = setup.optim.max_update or None
+        self.start = time.time()
+        self.window_start, self.window_tokens = time.time(), 0
+        self.window_loss, self.window_ntok = 0.0, 0
+        self.bar = None
+        self.metrics_path = Path(setup.ckpt.save_dir) / "metrics.jsonl"
+        self.tb = self._tensorboard(setup.run.tensorboard_logdir) if self.active else None
+
+    def _tensorboard(self, logdir):
+        if not logdir:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("--tensorboard-logdir needs the tensorboard package: pip install tensorboard")
+        return SummaryWriter(logdir)
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def _write(self, record: dict) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def message(self, text: str) -> None:
+        if self.active:
+            (tqdm.write if self.bar is not None else print)(text, file=sys.stderr)
+
+    def train_step(self, state, result, lr: float) -> None:
+        if not self.active:
+            return
+        self.window_tokens += result.ntokens
+        if not result.skipped:
+            self.window_loss += result.loss_sum
+            self.window_ntok += result.ntokens
+        if self.run.log_format == "tqdm":
+            self._bar_update(state)
+        if state.step % self.run.log_interval == 0:
+            self._log_window(state, lr, result.grad_norm)
+
+    def _bar_update(self, state) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=self.total, initial=state.step - 1, unit="upd", dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(1)
+
+    def _log_window(self, state, lr: float, grad_norm: float) -> None:
+        seconds = max(time.time() - self.window_start, 1e-9)
+        loss = self.window_loss / max(self.window_ntok, 1) / LOG2  # base 2, as fairseq prints
+        record = {"type": "train", "step": state.step, "epoch": state.epoch, "loss": loss,
+                  "ppl": round(2 ** loss, 2), "lr": lr, "gnorm": round(grad_norm, 3),
+                  "tokens_per_s": round(self.window_tokens / seconds, 1), "wall": round(self.elapsed(), 1)}
+        self.window_start, self.window_tokens, self.window_loss, self.window_ntok = time.time(), 0, 0.0, 0
+        self._write(record)
+        self._emit(record, state.step)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{2 ** loss:.1f}", lr=f"{lr:.2e}",
+                                 tok_s=f"{record['tokens_per_s']:.0f}")
+
+    def valid(self, state, loss_nats: float) -> None:
+        if not self.active:
+            return
+        loss = loss_nats / LOG2
+        record = {"type": "valid", "step": state.step, "epoch": state.epoch, "loss": loss,
+                  "ppl": round(2 ** loss, 2), "wall": round(self.elapsed(), 1)}
+        self._write(record)
+        self._emit(record, state.step, force=True)
+
+    def _emit(self, record: dict, step: int, force: bool = False) -> None:
+        fmt = self.run.log_format
+        if fmt == "json":
+            print(json.dumps(record), flush=True)
+        elif fmt == "simple" or (fmt == "tqdm" and force):
+            text = " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
+            self.message(text)
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(f"{record['type']}/{k}", v, step)
+
+    def summary(self, summary: dict) -> None:
+        if not self.active:
+            return
+        self._write({"type": "summary", **summary})
+        if self.tb is not None:
+            self.tb.close()
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

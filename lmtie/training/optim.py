@@ -1,0 +1,90 @@
+"""Optimiser parameter groups and learning-rate schedules.
+
+Groups are built from ``named_parameters()``, which yields a tied matrix once, so a tied
+model never hits "some parameters appear in more than one parameter group".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from lmtie.training.config import OptimizationConfig
+
+EMBEDDING_NAMES = ("embed_tokens.weight", "embed_out", "embed_positions")
+
+
+def param_groups(model: nn.Module, cfg: OptimizationConfig) -> list[dict]:
+    """Three groups: decayed matrices, embeddings (explicit decay), and no decay (norms, biases)."""
+    groups: dict[str, dict] = {
+        "decay": {"name": "decay", "params": [], "param_names": [], "weight_decay": cfg.weight_decay},
+        "embedding": {"name": "embedding", "params": [], "param_names": [],
+                      "weight_decay": cfg.embedding_weight_decay},
+        "no_decay": {"name": "no_decay", "params": [], "param_names": [], "weight_decay": 0.0},
+    }
+    for name, p in model.named_parameters():  # deduplicated: the tied matrix appears once
+        if not p.requires_grad:
+            continue
+        if name.endswith(EMBEDDING_NAMES):
+            key = "embedding"
+        elif p.dim() < 2:
+            key = "no_decay"
+        else:
+            key = "decay"
+        groups[key]["params"].append(p)
+        groups[key]["param_names"].append(name)
+    return [g for g in groups.values() if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimizationConfig) -> torch.optim.Optimizer:
+    """AdamW (fairseq's ``adam`` is AdamW too), with the foreach/fused kernels torch picks."""
+    fused = all(p.is_cuda for p in model.parameters())
+    return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+                             fused=fused or None)
+
+
+def lr_at(step: int, cfg: OptimizationConfig) -> float:
+    """The learning rate for update ``step`` (0-based): a pure function, so resuming needs no state."""
+    if cfg.warmup_updates > 0 and step < cfg.warmup_updates:
+        return cfg.warmup_init_lr + (cfg.lr - cfg.warmup_init_lr) * step / cfg.warmup_updates
+    if cfg.lr_scheduler == "fixed":
+        return cfg.lr
+    if cfg.lr_scheduler == "inverse_sqrt":  # fairseq: lr * sqrt(warmup) / sqrt(step) after warm-up
+        return cfg.lr * math.sqrt(max(cfg.warmup_updates, 1)) / math.sqrt(max(step, 1)) \
+            if step >= max(cfg.warmup_updates, 1) else cfg.lr
+    return _cosine(step, cfg)
+
+
+def _cosine(step: int, cfg: OptimizationConfig) -> float:
+    if cfg.max_update <= 0:
+        raise ValueError("--lr-scheduler cosine needs --max-update")
+    span = max(cfg.max_update - cfg.warmup_updates, 1)
+    progress = min(max(step - cfg.warmup_updates, 0) / span, 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, dict[str, torch.Tensor]], list[dict]]:
+    """The optimiser's state keyed by parameter name, and its group hyper-parameters (for JSON)."""
+    state: dict[str, dict[str, torch.Tensor]] = {}
+    groups = []
+    for g in optimizer.param_groups:
+        for name, p in zip(g["param_names"], g["params"]):
+            if p in optimizer.state:
+                state[name] = {k: v for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
+        groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"})
+    return state, groups
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Inverse of :func:`optimizer_state`; a parameter missing from ``state`` starts fresh."""
+    for g in optimizer.param_groups:
+        for name, p in zip(g["param_names"], g["params"]):
+            if name in state:
+                optimizer.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in state[name].items()}

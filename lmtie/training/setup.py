@@ -1,0 +1,191 @@
+"""Everything a training run needs, built and checked before the first update.
+
+Bad input is caught here, before anything is written: a missing or unprocessed DATA_BIN,
+an unwritable --save-dir, conflicting flags, or a checkpoint that does not match the data
+or the flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from lmtie.config import from_dict, to_dict
+from lmtie.data import Dictionary, LanguageModelDataset, ensure_default_data_bin, load_manifest
+from lmtie.errors import UserError
+from lmtie.models import TransformerLanguageModel, TransformerLMConfig, check_tie, unwrap
+from lmtie.training import checkpoint as ckpt_io
+from lmtie.training import distributed as dist
+from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
+
+
+@dataclass
+class TrainSetup:
+    model_cfg: TransformerLMConfig
+    data: DataConfig
+    optim: OptimizationConfig
+    ckpt: CheckpointConfig
+    run: RunConfig
+    device: torch.device
+    dist: dist.DistInfo
+    dictionary: Dictionary
+    train_data: LanguageModelDataset
+    valid_data: Optional[LanguageModelDataset]
+    model: nn.Module
+    tokenizer_info: dict
+    tokenizer_model: Optional[bytes]
+    restore: Optional[ckpt_io.Checkpoint] = None
+
+    def config_dict(self) -> dict:
+        return {"model": to_dict(self.model_cfg), "data": to_dict(self.data), "optimization": to_dict(self.optim),
+                "checkpoint": to_dict(self.ckpt), "run": to_dict(self.run)}
+
+    def full_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The unsharded state_dict (gathered from every rank under FSDP)."""
+        if self.run.ddp_backend == "fully_sharded" and self.dist.enabled:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return unwrap(model).state_dict()
+
+
+def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ckpt: CheckpointConfig,
+          run: RunConfig) -> TrainSetup:
+    """Resolve the data, check the flags, build (or restore) the model, wrap it for torchrun."""
+    from lmtie.models.presets import arch_overrides
+
+    device = _device(run.device)
+    info = dist.init_from_env(device)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    data = _resolve_data(data, info)
+    load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
+    dictionary = Dictionary.load(Path(data.data) / "dict.txt")
+    model_cfg = _model_config({**arch_overrides(run.arch), **model_overrides}, dictionary, data)
+    train_data, valid_data = _datasets(data)
+    _check_save_dir(Path(ckpt.save_dir), info)
+    restore = _find_restore(ckpt)
+    torch.manual_seed(run.seed)
+    model = TransformerLanguageModel(model_cfg)
+    if restore is not None:
+        _load_weights(model, restore, dictionary, data, ckpt)
+    model.to(device)
+    model = dist.wrap(model, info, run.ddp_backend, device)
+    if run.compile:
+        model = torch.compile(model)
+    check_tie(model)
+    tok_info, tok_model = _tokenizer_identity(Path(data.data))
+    return TrainSetup(model_cfg, data, optim, ckpt, run, device, info, dictionary, train_data, valid_data, model,
+                      tok_info, tok_model, restore)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def _resolve_data(data: DataConfig, info: dist.DistInfo) -> DataConfig:
+    if data.data is not None:
+        return data
+    if info.is_main:
+        path = ensure_default_data_bin()
+    dist.barrier()
+    if not info.is_main:
+        path = ensure_default_data_bin()
+    return dataclasses.replace(data, data=str(path))
+
+
+def _model_config(values: dict, dictionary: Dictionary, data: DataConfig) -> TransformerLMConfig:
+    values = {**values, "vocab_size": len(dictionary), "padding_idx": dictionary.pad()}
+    learned = values.get("decoder_learned_pos", False)
+    limit = values.get("max_target_positions", TransformerLMConfig.max_target_positions)
+    if data.tokens_per_sample > limit:
+        if learned:
+            raise UserError(f"--tokens-per-sample {data.tokens_per_sample} exceeds --max-target-positions {limit} "
+                            "with --decoder-learned-pos; raise --max-target-positions or shorten the samples")
+        values["max_target_positions"] = data.tokens_per_sample  # sinusoidal positions extend freely
+    return TransformerLMConfig(**values)
+
+
+def _datasets(data: DataConfig) -> tuple[LanguageModelDataset, Optional[LanguageModelDataset]]:
+    manifest = load_manifest(data.data)
+    if data.train_subset not in manifest.get("splits", {}):
+        raise UserError(f"{data.data}: no '{data.train_subset}' split; run lmtie-preprocess with --trainpref")
+    make = lambda split: LanguageModelDataset(data.data, split, data.tokens_per_sample, data.sample_break_mode)
+    train = make(data.train_subset)
+    if len(train) == 0:
+        raise UserError(f"{data.data}: the '{data.train_subset}' split is empty")
+    valid = None
+    if data.valid_subset and data.valid_subset in manifest.get("splits", {}):
+        valid = make(data.valid_subset)
+    return train, valid
+
+
+def _check_save_dir(save_dir: Path, info: dist.DistInfo) -> None:
+    """Fail now, not after an hour of training, if checkpoints cannot be written."""
+    if not info.is_main:
+        return
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=save_dir, prefix=".write-test"):
+            pass
+    except OSError as e:
+        raise UserError(f"--save-dir {save_dir}: cannot write there ({e.strerror}); choose a writable directory")
+
+
+def _find_restore(ckpt: CheckpointConfig) -> Optional[ckpt_io.Checkpoint]:
+    """fairseq behaviour: resume from --restore-file (default checkpoint_last) when it exists."""
+    name = ckpt.restore_file
+    path = Path(name) if (os.sep in name or Path(name).is_absolute()) else Path(ckpt.save_dir) / name
+    resolved = ckpt_io.resolve(path)
+    if not resolved.exists():
+        if ckpt.restore_file != CheckpointConfig.restore_file:
+            raise UserError(f"--restore-file {name}: not found (looked for {resolved})")
+        return None
+    return ckpt_io.load(resolved)
+
+
+def _load_weights(model: TransformerLanguageModel, ck: ckpt_io.Checkpoint, dictionary: Dictionary,
+                  data: DataConfig, ckpt: CheckpointConfig) -> None:
+    if ck.dictionary != dictionary:
+        raise UserError(f"{ck.path}: trained with another vocabulary ({len(ck.dictionary)} symbols) than "
+                        f"{data.data}/dict.txt ({len(dictionary)}); use the matching DATA_BIN or a new --save-dir")
+    saved = from_dict(TransformerLMConfig, ck.config["model"])
+    flip = saved.share_decoder_input_output_embed != model.cfg.share_decoder_input_output_embed
+    if flip and not ckpt.reset_output_projection:
+        raise UserError(f"{ck.path}: share_decoder_input_output_embed={saved.share_decoder_input_output_embed} in "
+                        "the checkpoint but not in the flags; pass --reset-output-projection to re-initialise the "
+                        "output projection, or use a new --save-dir")
+    diff = [k for k in to_dict(saved) if k != "share_decoder_input_output_embed"
+            and to_dict(saved)[k] != to_dict(model.cfg)[k]]
+    if diff:
+        k = diff[0]
+        raise UserError(f"{ck.path}: model flag --{k.replace('_', '-')} is {to_dict(saved)[k]} in the checkpoint but "
+                        f"{to_dict(model.cfg)[k]} now; pass the same model flags or use a new --save-dir")
+    state = {k: v for k, v in ck.model_state.items() if not (flip and k == "decoder.embed_out")}
+    model.load_state_dict(state, strict=not flip)
+    if flip:
+        ck.optim_state.pop("decoder.embed_out", None)
+
+
+def _tokenizer_identity(data_bin: Path) -> tuple[dict, Optional[bytes]]:
+    """What the checkpoint records of the tokenizer: name and hashes, plus the model bytes (spm)."""
+    manifest = load_manifest(data_bin)
+    hashes = manifest.get("hashes", {})
+    model_file = manifest.get("tokenizer_model")
+    info = {"name": manifest.get("tokenizer", "space"), "model_file": model_file,
+            "model_sha256": hashes.get("tokenizer_model"), "dict_sha256": hashes.get("dict"),
+            "data_fingerprint": manifest.get("fingerprint")}
+    blob = (data_bin / model_file).read_bytes() if model_file else None
+    return info, blob

@@ -1,0 +1,338 @@
+"""The training loop: updates, validation, checkpoints, preemption and numerical-fault handling.
+
+The loop knows the model only through ``lm_loss`` and ``state_dict``; the data order is a pure
+function of (seed, epoch), the learning rate a pure function of the update count, and every
+RNG state is checkpointed, so a resumed run continues bit-for-bit (tests/test_resume.py).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from lmtie.data import LanguageModelDataset, batch_indices, epoch_order
+from lmtie.errors import UserError
+from lmtie.models import check_tie, unwrap
+from lmtie.training import checkpoint as ckpt_io
+from lmtie.training import distributed as dist
+from lmtie.training.criterion import lm_loss
+from lmtie.training.logging import MetricsLogger
+from lmtie.training.optim import build_optimizer, load_optimizer_state, lr_at, optimizer_state, set_lr
+from lmtie.training.setup import TrainSetup
+
+
+@dataclass
+class TrainState:
+    """Where the run is; saved in every checkpoint."""
+
+    step: int = 0  # updates done
+    epoch: int = 1
+    batch_pos: int = 0  # next batch of this epoch's batch list
+    best_valid_loss: Optional[float] = None
+    bad_validations: int = 0
+    nonfinite_updates: int = 0
+    consecutive_nonfinite: int = 0
+    tokens_seen: int = 0
+    train_seconds: float = 0.0
+    last_valid_loss: Optional[float] = None
+    python_rng: Any = None
+    numpy_rng: Any = None
+
+
+@dataclass
+class StepResult:
+    loss_sum: float = 0.0
+    ntokens: int = 0
+    grad_norm: float = 0.0
+    skipped: bool = False
+    stop_requested: bool = False
+
+
+class Preempted(Exception):
+    """Raised inside validation when SIGTERM/SIGUSR1 arrives."""
+
+
+class Trainer:
+    """Runs a :class:`TrainSetup` to completion (or to preemption), writing checkpoints and logs."""
+
+    def __init__(self, setup: TrainSetup):
+        self.s = setup
+        self.model = setup.model
+        self.optimizer = build_optimizer(unwrap(self.model), setup.optim)
+        self.state = TrainState()
+        self.signal_name: str | None = None
+        self.logger = MetricsLogger(setup)
+        if setup.restore is not None:
+            self._restore(setup.restore)
+
+    # --- the loop -----------------------------------------------------------------------
+    def train(self) -> dict:
+        """Train until a stopping rule fires; return the summary (also logged)."""
+        self._install_signal_handlers()
+        start = time.time()
+        try:
+            while not self._should_stop():
+                self._train_epoch()
+        except Preempted:
+            pass
+        finally:
+            self.state.train_seconds += time.time() - start
+            self.logger.close_bar()
+        if self.signal_name is not None:
+            self._save(last=True)
+            self.logger.message(f"stopped by {self.signal_name} at update {self.state.step}; wrote "
+                                f"{self._path('checkpoint_last')}; run the same command again to resume")
+        else:
+            self._save(last=True)
+        return self._summary()
+
+    def _train_epoch(self) -> None:
+        batches = self._epoch_batches(self.state.epoch)
+        freq = self.s.optim.update_freq
+        while self.state.batch_pos < len(batches) and not self._should_stop():
+            group = batches[self.state.batch_pos:self.state.batch_pos + freq]
+            result = self._update(group)
+            self.state.batch_pos += len(group)
+            self._after_update(result)
+        if self.state.batch_pos >= len(batches):
+            self._end_epoch()
+
+    def _should_stop(self) -> bool:
+        o, st = self.s.optim, self.state
+        if self.signal_name is not None:
+            return True
+        if o.max_update > 0 and st.step >= o.max_update:
+            return True
+        if o.max_epoch > 0 and st.epoch > o.max_epoch:
+            return True
+        if o.stop_time_hours > 0 and st.train_seconds + self.logger.elapsed() >= o.stop_time_hours * 3600:
+            return True
+        return self.s.run.patience >= 0 and st.bad_validations > self.s.run.patience
+
+    # --- one update ----------------------------------------------------------------------
+    def _update(self, group: list[list[int]]) -> StepResult:
+        """Forward/backward over ``update_freq`` batches, then one optimiser step (or a skip)."""
+        self.model.train()
+        set_lr(self.optimizer, lr_at(self.state.step, self.s.optim))
+        loss_sum, ntokens = 0.0, 0
+        for i, indices in enumerate(group):
+            with self._maybe_no_sync(last=i == len(group) - 1):
+                loss, n = self._forward(self.s.train_data, self._my_share(indices))
+                loss.backward()
+            loss_sum, ntokens = loss_sum + float(loss.detach()), ntokens + n
+        loss_sum, ntokens, stop = dist.all_reduce_sum(
+            [loss_sum, float(ntokens), float(self.signal_name is not None)], self.s.device)
+        return self._step(loss_sum, int(ntokens), stop > 0)
+
+    def _forward(self, dataset: LanguageModelDataset, indices: list[int]) -> tuple[torch.Tensor, int]:
+        batch = dataset.collate([dataset[i] for i in indices])
+        source, target = batch["source"].to(self.s.device), batch["target"].to(self.s.device)
+        with torch.autocast(self.s.device.type, dtype=torch.bfloat16, enabled=self.s.run.bf16):
+            return lm_loss(self.model, source, target, dataset.dictionary.pad())
+
+    def _step(self, loss_sum: float, ntokens: int, stop: bool) -> StepResult:
+        """Normalise gradients by the global token count, check them, clip, and step."""
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        scale = self.s.dist.world_size / max(ntokens, 1)  # DDP averages over ranks; we want sum / ntokens
+        for p in params:
+            p.grad.mul_(scale)
+        max_norm = self.s.optim.clip_norm if self.s.optim.clip_norm > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
+        if finite:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        return StepResult(loss_sum, ntokens, grad_norm, skipped=not finite, stop_requested=stop)
+
+    def _after_update(self, r: StepResult) -> None:
+        st = self.state
+        if r.stop_requested and self.signal_name is None:
+            self.signal_name = "a signal on another rank"
+        if r.skipped:
+            self._count_fault(r)
+        else:
+            st.consecutive_nonfinite = 0
+            st.tokens_seen += r.ntokens
+        self.logger.train_step(st, r, self.optimizer.param_groups[0]["lr"])
+        interval = self.s.run.validate_interval_updates
+        if interval > 0 and st.step % interval == 0:
+            self._validate_and_track()
+        save = self.s.ckpt.save_interval_updates
+        if save > 0 and st.step % save == 0:
+            self._save(last=True, interval=True)
+
+    def _count_fault(self, r: StepResult) -> None:
+        st = self.state
+        st.nonfinite_updates += 1
+        st.consecutive_nonfinite += 1
+        self.logger.message(f"update {st.step}: non-finite loss or gradient (loss {r.loss_sum:.4g}, grad norm "
+                            f"{r.grad_norm:.4g}); step skipped ({st.nonfinite_updates} so far)")
+        if st.consecutive_nonfinite >= self.s.optim.max_nonfinite_updates:
+            raise UserError(f"{st.consecutive_nonfinite} consecutive updates had a non-finite loss or gradient "
+                            f"(last at update {st.step}); lower --lr, set --clip-norm, or check the data. "
+                            "The last good checkpoint is untouched")
+
+    def _end_epoch(self) -> None:
+        self._validate_and_track()
+        self._save(last=True, epoch=not self.s.ckpt.no_epoch_checkpoints)
+        self.state.epoch += 1
+        self.state.batch_pos = 0
+
+    # --- data -----------------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This epoch's global batches (identical on every rank): a pure function of (seed, epoch)."""
+        data, world = self.s.train_data, self.s.dist.world_size
+        order = epoch_order(len(data), self.s.run.seed, epoch)
+        bs = None if self.s.data.batch_size is None else self.s.data.batch_size * world
+        mt = None if self.s.data.max_tokens is None else self.s.data.max_tokens * world
+        batches = batch_indices(order, batch_size=bs, max_tokens=mt, sizes=data.sizes)
+        return [b for b in batches if len(b) >= world]  # every rank needs a share
+
+    def _my_share(self, indices: list[int]) -> list[int]:
+        return [int(x) for x in np.array_split(np.asarray(indices), self.s.dist.world_size)[self.s.dist.rank]]
+
+    def _maybe_no_sync(self, last: bool):
+        import contextlib
+
+        if not last and hasattr(self.model, "no_sync"):
+            return self.model.no_sync()
+        return contextlib.nullcontext()
+
+    # --- validation ---------------------------------------------------------------------------
+    def validate(self) -> float | None:
+        """Mean valid NLL in nats (None without a valid split)."""
+        data = self.s.valid_data
+        if data is None:
+            return None
+        self.model.eval()
+        bs = self.s.data.batch_size or max(1, (self.s.data.max_tokens or 4096) // self.s.data.tokens_per_sample)
+        batches = batch_indices(np.arange(len(data)), batch_size=bs * self.s.dist.world_size)
+        loss_sum, ntokens = 0.0, 0
+        with torch.no_grad():
+            for indices in batches:
+                if self.signal_name is not None:
+                    raise Preempted
+                share = self._my_share(indices)
+                if share:
+                    loss, n = self._forward(data, share)
+                    loss_sum, ntokens = loss_sum + float(loss), ntokens + n
+        loss_sum, ntokens = dist.all_reduce_sum([loss_sum, float(ntokens)], self.s.device)
+        return loss_sum / max(ntokens, 1)
+
+    def _validate_and_track(self) -> None:
+        loss = self.validate()
+        if loss is None:
+            return
+        st = self.state
+        st.last_valid_loss = loss
+        self.logger.valid(st, loss)
+        if st.best_valid_loss is None or loss < st.best_valid_loss:
+            st.best_valid_loss, st.bad_validations = loss, 0
+            self._save(best=True)
+        else:
+            st.bad_validations += 1
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        return Path(self.s.ckpt.save_dir) / f"{name}{ckpt_io.SUFFIX}"
+
+    def _save(self, last: bool = False, best: bool = False, epoch: bool = False, interval: bool = False) -> None:
+        """Write the requested checkpoints (rank 0 only); refuse to persist non-finite weights."""
+        state = self._checkpoint()
+        if self.s.dist.is_main:
+            if not all(torch.isfinite(t).all() for t in state.model_state.values() if t.is_floating_point()):
+                self.logger.message("weights are not finite: checkpoint NOT written (the previous one is kept)")
+                return
+            names = (["checkpoint_last"] * last + ["checkpoint_best"] * best
+                     + [f"checkpoint{self.state.epoch}"] * epoch
+                     + [f"checkpoint_{self.state.epoch}_{self.state.step}"] * interval)
+            for name in names:
+                ckpt_io.save(self._path(name), state)
+            self._prune()
+        dist.barrier()
+
+    def _checkpoint(self) -> ckpt_io.Checkpoint:
+        st = self.state
+        st.python_rng = _jsonable(random.getstate())
+        np_state = np.random.get_state()
+        st.numpy_rng = [np_state[0], np_state[1].tolist(), *np_state[2:]]
+        optim_state, groups = optimizer_state(self.optimizer)
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.s.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.s.device)
+        return ckpt_io.Checkpoint(
+            model_state=self.s.full_state_dict(self.model), config=self.s.config_dict(),
+            dictionary=self.s.dictionary, tokenizer=self.s.tokenizer_info, tokenizer_model=self.s.tokenizer_model,
+            train_state=asdict(st), optim_state=optim_state, optim_groups=groups, rng=rng)
+
+    def _restore(self, ck: ckpt_io.Checkpoint) -> None:
+        """Continue from ``ck`` (weights are already loaded by TrainSetup)."""
+        if self.s.ckpt.reset_optimizer:
+            self.logger.message(f"restored weights from {ck.path}; optimiser, schedule and data position reset")
+            return
+        load_optimizer_state(self.optimizer, ck.optim_state)
+        saved = dict(ck.train_state)
+        self.state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
+        if self.state.python_rng is not None:
+            random.setstate(_tupled(self.state.python_rng))
+            s = self.state.numpy_rng
+            np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), *s[2:]))
+        torch.set_rng_state(ck.rng["torch"])
+        if "cuda" in ck.rng and self.s.device.type == "cuda":
+            torch.cuda.set_rng_state(ck.rng["cuda"], self.s.device)
+        self.logger.message(f"resumed from {ck.path} at update {self.state.step} (epoch {self.state.epoch})")
+
+    def _prune(self) -> None:
+        d = Path(self.s.ckpt.save_dir)
+        _keep_newest(d, "checkpoint_*_*", self.s.ckpt.keep_interval_updates, key=lambda p: int(p.stem.split("_")[-1]))
+        _keep_newest(d, "checkpoint[0-9]*", self.s.ckpt.keep_last_epochs, key=lambda p: int(p.stem[len("checkpoint"):]))
+
+    # --- signals and summary ---------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, frame):
+            self.signal_name = signal.Signals(signum).name
+
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread (e.g. a notebook worker): no preemption handling
+                pass
+
+    def _summary(self) -> dict:
+        st = self.state
+        best = st.best_valid_loss
+        summary = {
+            "updates": st.step, "epochs_completed": st.epoch - 1, "tokens_seen": st.tokens_seen,
+            "wall_seconds": round(st.train_seconds, 1), "parameters": unwrap(self.model).num_parameters(),
+            "best_valid_loss": best, "best_valid_ppl": None if best is None else math.exp(best),
+            "nonfinite_updates": st.nonfinite_updates, "save_dir": str(self.s.ckpt.save_dir),
+            "preempted_by": self.signal_name,
+        }
+        self.logger.summary(summary)
+        check_tie(self.model)
+        return summary
+
+
+def _keep_newest(d: Path, pattern: str, keep: int, key) -> None:
+    if keep < 0:
+        return
+    files = [p for p in d.glob(pattern + ckpt_io.SUFFIX) if p.stem.replace("checkpoint", "").replace("_", "").isdigit()]
+    for p in sorted(files, key=key)[:-keep or None] if keep > 0 else files:
+        p.unlink(missing_ok=True)
+
+
+def _jsonable(x):
+    return [_jsonable(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _tupled(x):
+    return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
