@@ -136,3 +136,20 @@ def test_every_break_mode_covers_targets_in_order(tmp_path, mode):
     full = [6, 4, 5, 4, 2, 2, 5, 4, 4, 2]
     assert stream == (full[:5] + full[6:] if mode == "complete_doc" else full)
     assert all(len(ds[i]["target"]) <= 3 for i in range(len(ds)))
+
+
+def test_default_corpus_is_built_once_into_data_bin_shakespeare(tmp_path, monkeypatch):
+    """The trainer's default job: no data arguments -> embedded corpus, spm BPE 4096, reused after."""
+    from lmtie.data import ensure_default_data_bin
+
+    monkeypatch.chdir(tmp_path)
+    out = ensure_default_data_bin()
+    assert out == tmp_path.joinpath("data-bin", "shakespeare").relative_to(tmp_path)
+    m = load_manifest(out)
+    assert m["tokenizer"] == "spm" and m["vocab_size"] == 4096 and m["config"]["spm_model_type"] == "bpe"
+    assert {k: v["bytes"] for k, v in m["splits"].items()} == {"train": 4600399, "valid": 231095, "test": 225784}
+    stamp = (out / "train.bin").stat().st_mtime_ns
+    assert main([]) == 0 and (out / "train.bin").stat().st_mtime_ns == stamp
+    tok = load_tokenizer(out)
+    line = "To be, or not to be, that is the question:\n"
+    assert tok.decode(tok.encode(line)) == line

@@ -56,7 +56,7 @@ def test_invalid_utf8_replaced_and_counted_on_request(tmp_path, capsys):
     assert main(["--trainpref", text_file(tmp_path, data=data), "--destdir", str(tmp_path / "bin"),
                  "--utf8-errors", "replace", "--tokenizer", "char"]) == 0
     split = load_manifest(tmp_path / "bin")["splits"]["train"]
-    assert split["replaced_bytes"] == 2 and split["bytes"] == len(data)
+    assert split["utf8_replacements"] == 2 and split["bytes"] == len(data)
 
 
 def test_malformed_srcdict(tmp_path, capsys):
@@ -95,11 +95,14 @@ def test_destdir_with_a_different_corpus_is_refused_and_untouched(tmp_path, caps
     assert {p.name: p.read_bytes() for p in (tmp_path / "bin").iterdir()} == before
 
 
-def test_foreign_directory_is_refused(tmp_path, capsys):
-    (tmp_path / "bin").mkdir()
+def test_directory_that_is_not_a_data_bin_is_refused_even_with_overwrite(tmp_path, capsys):
+    """e.g. the default --destdir data-bin already holding data-bin/shakespeare."""
+    (tmp_path / "bin" / "shakespeare").mkdir(parents=True)
     (tmp_path / "bin" / "notes.txt").write_text("mine")
-    err = cli_error(tmp_path, capsys, "--trainpref", text_file(tmp_path), "--destdir", str(tmp_path / "bin"))
-    assert "different corpus" in err and (tmp_path / "bin" / "notes.txt").read_text() == "mine"
+    err = cli_error(tmp_path, capsys, "--trainpref", text_file(tmp_path), "--destdir", str(tmp_path / "bin"),
+                    "--overwrite")
+    assert "not a data-bin" in err and (tmp_path / "bin" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "bin" / "shakespeare").is_dir()
 
 
 def test_failure_midway_keeps_the_existing_destdir(tmp_path, capsys):

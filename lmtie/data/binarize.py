@@ -6,6 +6,7 @@ so any multiprocessing start method works; each writes its own part, merged in o
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 from collections import Counter
 from dataclasses import dataclass
@@ -27,10 +28,11 @@ class TokenizerSpec:
     name: str
     dict_path: str | None = None
     model_path: str | None = None
+    threads: int = -1  # 1 inside a pool of workers, so processes do not oversubscribe the cores
 
     def build(self) -> Tokenizer:
         d = Dictionary.load(self.dict_path) if self.dict_path else None
-        return make_tokenizer(self.name, d, self.model_path)
+        return make_tokenizer(self.name, d, self.model_path, self.threads)
 
 
 @dataclass
@@ -38,7 +40,7 @@ class SplitStats:
     lines: int = 0
     tokens: int = 0
     bytes: int = 0
-    replaced_bytes: int = 0
+    utf8_replacements: int = 0
     unk: int = 0
 
     def add(self, other: "SplitStats") -> None:
@@ -102,7 +104,7 @@ def binarize_file(path: Path, prefix: Path, spec: TokenizerSpec, dtype: np.dtype
     """Write ``{prefix}.bin``/``.idx`` for a whole file, chunked over ``workers`` processes."""
     n = len(chunk_offsets(path, max(workers, 1)))
     parts = [prefix.with_name(f"{prefix.name}.part{i}") for i in range(n)]
-    jobs_args = (spec, np.dtype(dtype).name)
+    jobs_args = (dataclasses.replace(spec, threads=1) if workers > 1 else spec, np.dtype(dtype).name)
     stats_list = _binarize_parts(path, parts, jobs_args, workers, errors, flag)
     out = MMapIndexedDatasetBuilder(prefix, dtype)
     for part in parts:

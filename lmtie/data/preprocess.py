@@ -65,7 +65,7 @@ class PreprocessConfig:
     seed: int = field(1, "seed for carving splits and for SentencePiece sampling")
     utf8_errors: Literal["strict", "replace"] = field(
         "strict", "invalid UTF-8 input: strict (default) fails naming the file and byte offset; "
-                  "replace substitutes U+FFFD and counts the bytes in the manifest")
+                  "replace substitutes U+FFFD and counts replacements in the manifest (utf8_replacements)")
     overwrite: bool = field(False, "replace a --destdir that holds a different corpus")
 
 
@@ -176,6 +176,9 @@ def _already_done(destdir: Path, fingerprint: str, overwrite: bool) -> bool:
     same = (destdir / MANIFEST).is_file() and _manifest_fingerprint(destdir) == fingerprint
     if same and not overwrite:
         return True
+    if not ((destdir / MANIFEST).is_file() or (destdir / "dict.txt").is_file()):
+        raise UserError(f"--destdir {destdir}: holds files that are not a data-bin (no {MANIFEST} or dict.txt); "
+                        "choose another --destdir (--overwrite only replaces a data-bin)")
     if not overwrite:
         raise UserError(f"--destdir {destdir}: already holds a different corpus; pass --overwrite to "
                         "replace it or choose another --destdir")

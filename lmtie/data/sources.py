@@ -19,7 +19,7 @@ from typing import Iterator
 from lmtie.errors import UserError
 
 _OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
-_BATCH_BYTES = 1 << 20  # lines are handed to the tokeniser about a megabyte at a time
+_BATCH_BYTES = 1 << 20  # text is decoded and tokenised about a megabyte at a time
 HF_SPLIT_NAMES = {"train": ("train",), "valid": ("validation", "valid", "dev"), "test": ("test",)}
 
 
@@ -76,51 +76,36 @@ def chunk_offsets(path: Path, n: int) -> list[tuple[int, int]]:
 
 def read_line_batches(path: Path, start: int, end: int, errors: str, flag: str
                       ) -> Iterator[tuple[list[str], int, int]]:
-    """Yield (lines, their UTF-8 byte count incl. newlines, replaced-byte count) about 1 MB at a time.
+    """Yield (lines, their UTF-8 byte count incl. newlines, U+FFFD replacements) ~1 MB at a time.
 
-    With ``errors="strict"`` invalid UTF-8 raises a UserError with the file and byte offset.
+    ``start``/``end`` must be line starts (or EOF). With ``errors="strict"`` invalid UTF-8
+    raises a UserError with the file and byte offset.
     """
     with open(path, "rb") as f:
-        f.seek(start)
         pos = start
         while pos < end:
-            raw = f.readlines(_BATCH_BYTES)
-            if not raw:
-                break
-            if pos + sum(map(len, raw)) > end:
-                raw = _trim_to(raw, end - pos)
-            lines, nbytes, replaced = _decode(raw, pos, path, errors, flag)
-            pos += sum(map(len, raw))
             f.seek(pos)
-            yield lines, nbytes, replaced
+            block = f.read(min(_BATCH_BYTES, end - pos))
+            if pos + len(block) < end:  # cut after the last newline; a longer line is read whole
+                cut = block.rfind(b"\n") + 1
+                block = block[:cut] if cut else block + f.readline()
+            yield _decode(block, pos, path, errors, flag)
+            pos += len(block)
 
 
-def _trim_to(raw: list[bytes], limit: int) -> list[bytes]:
-    kept, total = [], 0
-    for line in raw:
-        if total >= limit:
-            break
-        kept.append(line)
-        total += len(line)
-    return kept
-
-
-def _decode(raw: list[bytes], pos: int, path: Path, errors: str, flag: str) -> tuple[list[str], int, int]:
-    lines, nbytes, replaced = [], 0, 0
-    for line in raw:
-        body = line[:-1] if line.endswith(b"\n") else line
-        nbytes += len(body) + 1
-        try:
-            lines.append(body.decode("utf-8"))
-        except UnicodeDecodeError as e:
-            if errors == "strict":
-                raise UserError(f"{flag} {path}: invalid UTF-8 at byte offset {pos + e.start}; fix the file "
-                                "or pass --utf8-errors replace to substitute U+FFFD and count the bytes")
-            text = body.decode("utf-8", errors="replace")
-            replaced += text.count("\ufffd") - body.decode("utf-8", errors="ignore").count("\ufffd")
-            lines.append(text)
-        pos += len(line)
-    return lines, nbytes, replaced
+def _decode(block: bytes, pos: int, path: Path, errors: str, flag: str) -> tuple[list[str], int, int]:
+    try:
+        text, replaced = block.decode("utf-8"), 0
+    except UnicodeDecodeError as e:
+        if errors == "strict":
+            raise UserError(f"{flag} {path}: invalid UTF-8 at byte offset {pos + e.start}; fix the file "
+                            "or pass --utf8-errors replace to substitute U+FFFD and count replacements")
+        text = block.decode("utf-8", errors="replace")
+        replaced = text.count("\ufffd") - block.decode("utf-8", errors="ignore").count("\ufffd")
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return lines, len(block) + (0 if block.endswith(b"\n") else 1), replaced
 
 
 def export_hf_dataset(name: str, config: str | None, data_files: str | None, text_column: str,

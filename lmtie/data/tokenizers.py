@@ -7,6 +7,7 @@ Every tokeniser appends ``</s>`` to each line, as ``fairseq-preprocess`` does, a
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from pathlib import Path
@@ -59,13 +60,16 @@ class Tokenizer:
         raise NotImplementedError
 
 
-def _join_with_eos(per_line: Sequence[np.ndarray], eos: int) -> tuple[np.ndarray, np.ndarray]:
-    sizes = np.fromiter((len(x) + 1 for x in per_line), dtype=np.int64, count=len(per_line))
-    flat = np.full(int(sizes.sum()), eos, dtype=np.int64)
-    starts = np.cumsum(sizes) - sizes
-    for s, ids in zip(starts, per_line):
-        flat[s:s + len(ids)] = ids
-    return flat, sizes
+def _join_with_eos(per_line: Sequence[Sequence[int]], eos: int, table: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate lines with ``eos`` after each (ids optionally mapped through ``table``), vectorised."""
+    lens = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
+    ids = np.fromiter(itertools.chain.from_iterable(per_line), dtype=np.int64, count=int(lens.sum()))
+    if table is not None:
+        ids = table[ids]
+    flat = np.full(len(ids) + len(lens), eos, dtype=np.int64)
+    flat[np.arange(len(ids)) + np.repeat(np.arange(len(lens)), lens)] = ids  # shift by the eos before each
+    return flat, lens + 1
 
 
 class SpaceTokenizer(Tokenizer):
@@ -150,9 +154,10 @@ class SpmTokenizer(Tokenizer):
 
     name = "spm"
 
-    def __init__(self, model_path: str | Path, dictionary: Dictionary | None = None):
+    def __init__(self, model_path: str | Path, dictionary: Dictionary | None = None, threads: int = -1):
         import sentencepiece as spm
 
+        self.threads = threads  # spm's batch encoder threads; -1 = all cores
         self.model_path = Path(model_path)
         try:
             self.sp = spm.SentencePieceProcessor(model_file=str(self.model_path))
@@ -164,9 +169,8 @@ class SpmTokenizer(Tokenizer):
         self.to_spm = _inverse_table(self.to_dict, len(self.dictionary), self.sp.unk_id())
 
     def encode_lines(self, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        encoded = self.sp.encode(list(lines))
-        per_line = [self.to_dict[np.asarray(x, dtype=np.int64)] for x in encoded]
-        return _join_with_eos(per_line, self.dictionary.eos())
+        encoded = self.sp.encode(list(lines), num_threads=self.threads)
+        return _join_with_eos(encoded, self.dictionary.eos(), self.to_dict)
 
     def _text(self, ids: list[int]) -> str:
         return self.sp.decode([int(self.to_spm[i]) for i in ids if 0 <= i < len(self.to_spm)])
@@ -214,12 +218,13 @@ def _inverse_table(table: np.ndarray, size: int, unk: int) -> np.ndarray:
     return inverse
 
 
-def make_tokenizer(name: str, dictionary: Dictionary | None, model_path: str | Path | None = None) -> Tokenizer:
+def make_tokenizer(name: str, dictionary: Dictionary | None, model_path: str | Path | None = None,
+                   threads: int = -1) -> Tokenizer:
     """Build a tokeniser by name (``--tokenizer``)."""
     if name == "spm":
         if model_path is None:
             raise UserError("--tokenizer spm needs a SentencePiece model (--spm-model or training data)")
-        return SpmTokenizer(model_path, dictionary)
+        return SpmTokenizer(model_path, dictionary, threads)
     if name == "bytes":
         return ByteTokenizer(dictionary or bytes_dictionary())
     cls = {"space": SpaceTokenizer, "char": CharTokenizer}.get(name)
