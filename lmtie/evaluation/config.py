@@ -1,0 +1,66 @@
+"""Typed configs of ``lmtie-eval-lm`` and ``lmtie-generate``; flags derive from these fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from lmtie.config import field
+from lmtie.errors import UserError
+
+
+@dataclass
+class EvalLMConfig:
+    """Scoring a split or a text file; unset window options come from the checkpoint's training data config."""
+
+    path: Optional[str] = field(None, "checkpoint to evaluate (checkpoint_best.safetensors; a .pt name is accepted)")
+    gen_subset: str = field("test", "data-bin split to score")
+    input: Optional[str] = field(None, "score this raw UTF-8 text file with the checkpoint's own tokenizer "
+                                       "instead of a DATA_BIN split")
+    tokens_per_sample: Optional[int] = field(None, "longest model input per window (default: the training value)")
+    context_window: int = field(0, "tokens of already-scored text each window sees before the tokens it scores; "
+                                   "must be < --tokens-per-sample")
+    sample_break_mode: Optional[Literal["none", "complete", "complete_doc", "eos"]] = field(
+        None, "where context resets: none (never), complete_doc (empty lines), eos (every line), complete "
+              "(whole lines packed into samples); default: the training value")
+    batch_size: Optional[int] = field(None, "windows per batch", aliases=("--max-sentences",))
+    max_tokens: Optional[int] = field(8192, "padded tokens per batch")
+    softmax_batch: int = field(4096, "positions sent through the output layer at once (bounds logits memory)")
+    output_word_probs: bool = field(False, "print every token with its log2 probability, one line per text line")
+    results_path: Optional[str] = field(None, "directory to write the metrics JSON (and word probs) into")
+    device: Optional[str] = field(None, "cpu, cuda or cuda:N (default: cuda when available)")
+
+    def validate(self) -> None:
+        if not self.path:
+            raise UserError("--path is required: the checkpoint to evaluate")
+        for flag, value in (("--batch-size", self.batch_size), ("--max-tokens", self.max_tokens),
+                            ("--softmax-batch", self.softmax_batch)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} {value} must be at least 1")
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling (or greedy decoding) from a checkpoint."""
+
+    path: Optional[str] = field(None, "checkpoint to sample from")
+    prompt: str = field("", "text to continue (empty: start a new line)")
+    max_new_tokens: int = field(64, "tokens to generate per sample")
+    temperature: float = field(1.0, "divide logits by this before sampling (> 0)")
+    top_k: int = field(0, "sample only among the k most likely tokens (0: all)")
+    top_p: float = field(1.0, "sample only from the smallest set whose probability reaches p (1: all)")
+    seed: int = field(1, "random seed; the same seed gives the same samples")
+    num_samples: int = field(1, "independent samples, decoded as one batch")
+    greedy: bool = field(False, "always take the most likely token (ignores temperature, top-k, top-p)")
+    kv_cache: bool = field(True, "reuse keys/values of earlier tokens (--no-kv-cache re-runs the whole prefix)")
+    device: Optional[str] = field(None, "cpu, cuda or cuda:N (default: cuda when available)")
+
+    def validate(self) -> None:
+        if not self.path:
+            raise UserError("--path is required: the checkpoint to sample from")
+        if self.max_new_tokens < 0 or self.num_samples < 1 or self.top_k < 0:
+            raise UserError("--max-new-tokens and --top-k must be >= 0 and --num-samples >= 1")
+        if not self.greedy and self.temperature <= 0:
+            raise UserError(f"--temperature {self.temperature} must be > 0 (use --greedy for argmax decoding)")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p {self.top_p} must be in (0, 1]")

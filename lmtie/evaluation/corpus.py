@@ -1,0 +1,142 @@
+"""The text to score, as a token stream with its line sizes and its word and byte counts.
+
+Either a binarised split of a data-bin (checked against the checkpoint's dictionary, never
+rebuilt) or a raw text file encoded with the checkpoint's own tokeniser.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmtie.data.dictionary import Dictionary
+from lmtie.data.indexed_dataset import MMapIndexedDataset
+from lmtie.data.manifest import load_manifest
+from lmtie.data.tokenizers import Tokenizer, make_tokenizer
+from lmtie.errors import UserError
+
+_DECODE_CHUNK = 1 << 20  # tokens decoded at a time when a manifest lacks word counts
+
+
+@dataclass
+class EvalText:
+    """A stream of ids (one ``</s>`` per line) and what it stands for in the original text."""
+
+    tokens: torch.Tensor
+    line_sizes: np.ndarray
+    words: int | None
+    bytes: int | None
+    name: str
+
+
+def checkpoint_tokenizer(ckpt) -> Tokenizer:
+    """The tokeniser saved in a checkpoint; a SentencePiece model is read from its stored bytes."""
+    name = (ckpt.tokenizer or {}).get("name")
+    if name is None:
+        raise UserError(f"{ckpt.path}: the checkpoint records no tokenizer; it cannot encode raw text "
+                        "(score a DATA_BIN split instead)")
+    if name != "spm":
+        return make_tokenizer(name, ckpt.dictionary)
+    if ckpt.tokenizer_model is None:
+        raise UserError(f"{ckpt.path}: an spm checkpoint without its SentencePiece model; re-save it with lmtie-train")
+    with tempfile.TemporaryDirectory() as tmp:  # SentencePiece reads a file once, then keeps the model in memory
+        model = Path(tmp) / "tokenizer.model"
+        model.write_bytes(ckpt.tokenizer_model)
+        return make_tokenizer("spm", ckpt.dictionary, model)
+
+
+def warn_unknown(tokenizer: Tokenizer, ids, what: str) -> int:
+    """Warn when ``ids`` hold ``<unk>``: the text had symbols the tokeniser cannot encode."""
+    n = int((torch.as_tensor(ids) == tokenizer.dictionary.unk()).sum())
+    if n:
+        warnings.warn(f"{what}: {n} symbol(s) the {tokenizer.name} tokenizer cannot encode were mapped to "
+                      f"{tokenizer.dictionary.unk_word}", stacklevel=2)
+    return n
+
+
+def text_to_eval(text: str, tokenizer: Tokenizer, name: str) -> EvalText:
+    """Encode raw text; words are its whitespace-separated words, bytes its UTF-8 lines plus one
+    newline each (the same count preprocessing writes to the manifest)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise UserError(f"{name}: the text is empty; give at least one line to score")
+    flat, sizes = tokenizer.encode_lines(lines)
+    warn_unknown(tokenizer, flat, name)
+    nbytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
+    return EvalText(torch.as_tensor(flat, dtype=torch.long), np.asarray(sizes), len(text.split()), nbytes, name)
+
+
+def read_input_file(path: str | Path, tokenizer: Tokenizer) -> EvalText:
+    """``--input FILE``: UTF-8 text scored with the checkpoint's tokeniser."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--input {p}: file not found; pass a UTF-8 text file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--input {p}: not UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8 first")
+    if not text.strip():
+        raise UserError(f"--input {p}: the file is empty; give at least one line of text to score")
+    return text_to_eval(text, tokenizer, f"--input {p}")
+
+
+def check_same_dictionary(data_bin: Path, ckpt) -> None:
+    """Refuse a data-bin whose ``dict.txt`` differs from the checkpoint's: ids would mean other symbols."""
+    theirs = Dictionary.load(data_bin / "dict.txt")
+    ours = ckpt.dictionary
+    if theirs == ours:
+        return
+    first = next((i for i in range(min(len(ours), len(theirs))) if ours[i] != theirs[i]), min(len(ours), len(theirs)))
+    raise UserError(f"{data_bin / 'dict.txt'} ({len(theirs)} symbols) differs from the dictionary of {ckpt.path} "
+                    f"({len(ours)} symbols; first difference at id {first}: {theirs[first]!r} vs {ours[first]!r}); "
+                    "evaluate on data preprocessed with the checkpoint's dict.txt (lmtie-preprocess --srcdict)")
+
+
+def _check_same_tokenizer(data_bin: Path, manifest: dict, ckpt) -> None:
+    theirs = manifest.get("tokenizer")
+    theirs = theirs.get("name") if isinstance(theirs, dict) else theirs
+    ours = (ckpt.tokenizer or {}).get("name")
+    if theirs and ours and theirs != ours:
+        raise UserError(f"{data_bin}: preprocessed with the {theirs} tokenizer but {ckpt.path} uses {ours}; "
+                        "evaluate on data preprocessed with the checkpoint's tokenizer")
+
+
+def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | None) -> EvalText:
+    """``DATA_BIN --gen-subset SPLIT``; word and byte counts come from the manifest or, failing
+    that, from decoding the split with the tokeniser."""
+    d = Path(data_bin)
+    manifest = load_manifest(d)
+    check_same_dictionary(d, ckpt)
+    _check_same_tokenizer(d, manifest, ckpt)
+    ds = MMapIndexedDataset(d / split)
+    if ds.num_tokens() == 0:
+        raise UserError(f"{d / split}.bin: split {split!r} is empty; pick another --gen-subset")
+    info = manifest.get("splits", {}).get(split, {})
+    words, nbytes = info.get("words"), info.get("bytes")
+    if (words is None or nbytes is None) and tokenizer is not None:
+        counted_words, counted_bytes = _count_decoded(ds, tokenizer)
+        words = counted_words if words is None else words
+        nbytes = counted_bytes if nbytes is None else nbytes
+    tokens = torch.from_numpy(ds.token_range(0, ds.num_tokens()))
+    return EvalText(tokens, np.asarray(ds.sizes, dtype=np.int64), words, nbytes, f"{d}:{split}")
+
+
+def _count_decoded(ds: MMapIndexedDataset, tokenizer: Tokenizer) -> tuple[int, int]:
+    """Whitespace words and UTF-8 bytes of the decoded split, chunk by chunk at line ends."""
+    ends = np.cumsum(ds.sizes, dtype=np.int64)
+    words = nbytes = start = 0
+    while start < ds.num_tokens():
+        cut = int(np.searchsorted(ends, start + _DECODE_CHUNK, side="right"))
+        stop = int(ends[cut - 1]) if cut > 0 and ends[cut - 1] > start else int(ends[min(cut, len(ends) - 1)])
+        text = tokenizer.decode(ds.token_range(start, stop))
+        words += len(text.split())
+        nbytes += len(text.encode("utf-8"))
+        start = stop
+    return words, nbytes
