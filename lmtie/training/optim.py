@@ -77,7 +77,7 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, dict[st
     for g in optimizer.param_groups:
         for name, p in zip(g["param_names"], g["params"]):
             if p in optimizer.state:
-                state[name] = {k: v for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
+                state[name] = {k: _full(v) for k, v in optimizer.state[p].items() if torch.is_tensor(v)}
         groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"})
     return state, groups
 
@@ -87,4 +87,18 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, dict
     for g in optimizer.param_groups:
         for name, p in zip(g["param_names"], g["params"]):
             if name in state:
-                optimizer.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in state[name].items()}
+                optimizer.state[p] = {k: _like(v, p) if k != "step" else v for k, v in state[name].items()}
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor: gathers an FSDP2 shard (a collective: every rank calls it in the same order)."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _like(full: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``full`` placed like parameter ``p`` (sharded again under FSDP2)."""
+    if hasattr(p, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(full.to(p.device), p.device_mesh, p.placements)
+    return full.to(p.device)

@@ -145,7 +145,8 @@ class Trainer:
         for p in params:
             p.grad.mul_(scale)
         max_norm = self.s.optim.clip_norm if self.s.optim.clip_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
         if finite:
             self.optimizer.step()
