@@ -169,13 +169,13 @@ def test_mmap_reads_a_split_larger_than_the_ram_it_uses(tmp_path):
             return int(re.search(r"RssAnon:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) // 1024
         before = anon()
         ds = LanguageModelDataset({str(tmp_path)!r}, "train", tokens_per_sample=512)
-        total = sum(int(ds[i]["target"].sum()) for i in range(0, len(ds), 13))
+        total = sum(int(ds[i]["target"].sum()) for i in range(0, len(ds), 29))
         lazy = anon() - before
-        eager = np.fromfile({str(tmp_path / "train.bin")!r}, dtype=np.uint16).astype(np.int64)
+        eager = np.fromfile({str(tmp_path / "train.bin")!r}, dtype=np.uint16)
         print(len(ds), lazy, anon() - before)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1]).stdout.split()
     assert int(out[0]) == -(-n_lines * line // 512)
-    assert int(out[2]) > 150, "the probe must see an eager load (48 MB of uint16 as int64 = 192 MB)"
+    assert int(out[2]) > 40, "the probe must see an eager load of the 48 MB split"
     assert int(out[1]) < 16, f"private memory grew by {out[1]} MB reading a 48 MB split"

@@ -153,3 +153,15 @@ def test_default_corpus_is_built_once_into_data_bin_shakespeare(tmp_path, monkey
     tok = load_tokenizer(out)
     line = "To be, or not to be, that is the question:\n"
     assert tok.decode(tok.encode(line)) == line
+
+
+def test_large_vocabulary_switches_to_int32(tmp_path):
+    chars = [chr(c) for c in (*range(0x4E00, 0xA000), *range(0xAC00, 0xD7A4), *range(0x20000, 0x2A6E0))]
+    text = "".join("".join(chars[i:i + 500]) + "\n" for i in range(0, len(chars), 500))
+    out = run(tmp_path, trainpref=str(write(tmp_path, "big.txt", text)), tokenizer="char")
+    m = load_manifest(out)
+    assert m["vocab_size"] >= 65500 and m["dtype"] == "int32"
+    train = MMapIndexedDataset(out / "train")
+    assert train.dtype == np.int32 and int(train.tokens.max()) >= 65536
+    tok = load_tokenizer(out)
+    assert tok.decode(np.concatenate([train[i].numpy() for i in range(len(train))]).tolist()) == text

@@ -221,7 +221,7 @@ def _build(cfg: PreprocessConfig, inputs: list[Input], fingerprint: str, workdir
     stats = {inp.split: binarize_file(inp.plain, workdir / inp.split, spec, dtype, cfg.workers,
                                       cfg.utf8_errors, inp.flag) for inp in inputs}
     if cfg.tokenizer in ("spm", "bytes") and not cfg.srcdict and train is not None:
-        dictionary.count = [int(c) for c in train_counts(workdir / "train", len(dictionary))]
+        dictionary.count = [int(c) for c in train_counts(workdir / "train.bin", dtype, len(dictionary))]
     if cfg.tokenizer in ("spm", "bytes"):  # space/char dictionaries were saved before binarising
         dictionary.save(workdir / "dict.txt")
     _check_nonempty(cfg, inputs, stats, dictionary)
