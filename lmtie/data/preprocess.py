@@ -23,7 +23,7 @@ from lmtie.data.dictionary import Dictionary
 from lmtie.data.indexed_dataset import best_dtype
 from lmtie.data.manifest import FORMAT, MANIFEST, load_manifest, write_manifest
 from lmtie.data.sources import check_input_file, decompress_if_needed, export_hf_dataset, sha256_file
-from lmtie.data.tokenizers import bytes_dictionary, char_symbol, spm_dictionary
+from lmtie.data.tokenizers import bytes_dictionary, char_symbol
 from lmtie.errors import UserError
 
 SPLITS = ("train", "valid", "test")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -106,25 +105,18 @@ class CharTokenizer(Tokenizer):
         super().__init__(dictionary)
         pairs = sorted((ord(c), i) for i, s in enumerate(dictionary.symbols)
                        if i >= dictionary.nspecial and (c := char_of_symbol(s)) is not None)
-        self._cps = np.array([p[0] for p in pairs], dtype=np.int64)
-        self._ids_of = np.array([p[1] for p in pairs], dtype=np.int64)
+        # a sentinel code point -1 (never in text) keeps the arrays non-empty
+        self._cps = np.array([-1] + [p[0] for p in pairs], dtype=np.int64)
+        self._ids_of = np.array([dictionary.unk()] + [p[1] for p in pairs], dtype=np.int64)
 
     def _ids(self, line: str) -> np.ndarray:
         cps = np.frombuffer(line.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-        pos = np.searchsorted(self._cps, cps).clip(max=max(len(self._cps) - 1, 0))
-        hit = (self._cps[pos] == cps) if len(self._cps) else np.zeros(len(cps), bool)
-        return np.where(hit, self._ids_of[pos] if len(self._cps) else 0, self.dictionary.unk())
+        pos = np.searchsorted(self._cps, cps).clip(max=len(self._cps) - 1)
+        return np.where(self._cps[pos] == cps, self._ids_of[pos], self.dictionary.unk())
 
     def _text(self, ids: list[int]) -> str:
         d = self.dictionary
         return "".join(d.unk_word if i == d.unk() else (char_of_symbol(d[i]) or d.unk_word) for i in ids)
-
-
-def count_chars(lines: Iterable[str]) -> Counter:
-    counts: Counter = Counter()
-    for line in lines:
-        counts.update(line)
-    return counts
 
 
 def bytes_dictionary() -> Dictionary:
