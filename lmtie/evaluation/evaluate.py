@@ -36,6 +36,8 @@ def evaluate(model, text: EvalText, eos: int, pad: int, tokens_per_sample: int, 
              sample_break_mode: str = "none", batch_size: int | None = None, max_tokens: int | None = None,
              softmax_batch: int = 4096) -> tuple[torch.Tensor, dict]:
     """(natural-log probability of every token, metrics) for ``text``."""
+    if int(sum(text.line_sizes)) != len(text.tokens):
+        raise ValueError(f"{text.name}: line sizes add up to {int(sum(text.line_sizes))}, not {len(text.tokens)} tokens")
     spans = document_spans(text.line_sizes, sample_break_mode, tokens_per_sample)
     windows = make_windows(spans, tokens_per_sample, context_window)
     if not windows:
