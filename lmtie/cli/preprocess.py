@@ -14,7 +14,11 @@ from lmtie.errors import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmtie-preprocess", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lmtie-preprocess",
+        description="Binarise raw text or a Hugging Face dataset into a fairseq-compatible data-bin "
+                    "(dict.txt, {split}.bin/.idx, manifest.json). With no data arguments it builds "
+                    "data-bin/shakespeare from the embedded corpus.")
     add_dataclass_args(parser, PreprocessConfig, "preprocessing")
     return parser
 
