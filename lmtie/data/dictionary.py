@@ -12,12 +12,13 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
-
-import torch
+from typing import TYPE_CHECKING, Iterable
 
 from lmtie.errors import UserError
 from lmtie.io import atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 _SPACE = re.compile(r"\s+")
 _OVERWRITE = "#fairseq:overwrite"
@@ -115,8 +116,10 @@ class Dictionary:
 
     # --- encoding ------------------------------------------------------------------------
     def encode_line(self, line: str, add_if_not_exist: bool = False, append_eos: bool = True,
-                    reverse_order: bool = False) -> torch.IntTensor:
+                    reverse_order: bool = False) -> "torch.IntTensor":
         """Whitespace-split ``line`` into ids, with ``</s>`` appended (an empty line is ``[2]``)."""
+        import torch  # lazily: preprocessing workers need no torch
+
         words = tokenize_line(line)
         if reverse_order:
             words = list(reversed(words))
@@ -128,13 +131,13 @@ class Dictionary:
     def string(self, tensor, bpe_symbol: str | None = None, escape_unk: bool = False,
                include_eos: bool = False) -> str:
         """Ids back to a space-joined string, dropping ``<s>``, ``<pad>`` and (by default) ``</s>``."""
-        if torch.is_tensor(tensor) and tensor.dim() == 2:
+        if hasattr(tensor, "tolist") and getattr(tensor, "ndim", 1) == 2:
             return "\n".join(self.string(t, bpe_symbol, escape_unk, include_eos) for t in tensor)
         drop = {self.bos_index, self.pad_index}
         if not include_eos:
             drop.add(self.eos_index)
         words = []
-        for i in (tensor.tolist() if torch.is_tensor(tensor) else tensor):
+        for i in (tensor.tolist() if hasattr(tensor, "tolist") else tensor):
             if i in drop:
                 continue
             words.append("<<unk>>" if (escape_unk and i == self.unk_index) else self[i])
