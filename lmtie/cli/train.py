@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 from lmtie.config import add_dataclass_args, from_args
@@ -47,7 +46,7 @@ def _final_lines(s: dict) -> str:
     lines = [f"parameters: {p['total']:,} unique ({p['embedding']:,} embedding, {p['non_embedding']:,} non-embedding)",
              f"updates: {s['updates']}  tokens seen: {s['tokens_seen']:,}  wall time: {s['wall_seconds']} s"]
     if s["best_valid_loss"] is not None:
-        lines.append(f"best valid loss {s['best_valid_loss'] / math.log(2):.3f} (base 2), "
+        lines.append(f"best valid loss {s['best_valid_loss']:.3f} (base 2), "
                      f"valid ppl {s['best_valid_ppl']:.2f}")
     lines.append(f"checkpoints: {s['save_dir']}/checkpoint_best.safetensors, checkpoint_last.safetensors")
     return "\n".join(lines)

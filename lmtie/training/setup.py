@@ -77,6 +77,9 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     model = TransformerLanguageModel(model_cfg)
     if restore is not None:
         _load_weights(model, restore, dictionary, data, ckpt)
+    # the dropout stream must not depend on how many draws initialisation made (an untied head
+    # makes more), so the tied and untied arms of an ablation see the same dropout masks
+    torch.manual_seed(run.seed + 1)
     model.to(device)
     model = dist.wrap(model, info, run.ddp_backend, device)
     if run.compile:

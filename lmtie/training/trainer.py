@@ -7,6 +7,7 @@ RNG state is checkpointed, so a resumed run continues bit-for-bit (tests/test_re
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import signal
@@ -43,6 +44,8 @@ class TrainState:
     tokens_seen: int = 0
     train_seconds: float = 0.0
     last_valid_loss: Optional[float] = None
+    last_valid_step: int = -1
+    data_digest: str = ""  # running hash of every batch's block ids: paired runs can prove they saw the same data
     python_rng: Any = None
     numpy_rng: Any = None
 
@@ -91,6 +94,8 @@ class Trainer:
             self.logger.message(f"stopped by {self.signal_name} at update {self.state.step}; wrote "
                                 f"{self._path('checkpoint_last')}; run the same command again to resume")
         else:
+            if self.state.last_valid_step != self.state.step:  # fairseq also validates when training ends
+                self._validate_and_track()
             self._save(last=True)
         return self._summary()
 
@@ -99,6 +104,7 @@ class Trainer:
         freq = self.s.optim.update_freq
         while self.state.batch_pos < len(batches) and not self._should_stop():
             group = batches[self.state.batch_pos:self.state.batch_pos + freq]
+            self.state.data_digest = _chain_digest(self.state.data_digest, group)
             result = self._update(group)
             self.state.batch_pos += len(group)
             self._after_update(result)
@@ -234,7 +240,7 @@ class Trainer:
         if loss is None:
             return
         st = self.state
-        st.last_valid_loss = loss
+        st.last_valid_loss, st.last_valid_step = loss, st.step
         self.logger.valid(st, loss)
         if st.best_valid_loss is None or loss < st.best_valid_loss:
             st.best_valid_loss, st.bad_validations = loss, 0
@@ -314,8 +320,11 @@ class Trainer:
         summary = {
             "updates": st.step, "epochs_completed": st.epoch - 1, "tokens_seen": st.tokens_seen,
             "wall_seconds": round(st.train_seconds, 1), "parameters": unwrap(self.model).num_parameters(),
-            "best_valid_loss": best, "best_valid_ppl": None if best is None else math.exp(best),
+            "best_valid_loss": None if best is None else best / math.log(2),  # base 2, as fairseq prints
+            "best_valid_ppl": None if best is None else math.exp(best),
             "nonfinite_updates": st.nonfinite_updates, "save_dir": str(self.s.ckpt.save_dir),
+            "tokens_per_s": st.tokens_seen / max(st.train_seconds, 1e-9), "peak_memory_mb": _peak_memory_mb(self.s.device),
+            "data_digest": st.data_digest,
             "preempted_by": self.signal_name,
         }
         self.logger.summary(summary)
@@ -329,6 +338,22 @@ def _keep_newest(d: Path, pattern: str, keep: int, key) -> None:
     files = [p for p in d.glob(pattern + ckpt_io.SUFFIX) if p.stem.replace("checkpoint", "").replace("_", "").isdigit()]
     for p in sorted(files, key=key)[:-keep or None] if keep > 0 else files:
         p.unlink(missing_ok=True)
+
+
+def _chain_digest(previous: str, group: list[list[int]]) -> str:
+    h = hashlib.sha256(previous.encode())
+    for batch in group:
+        h.update(np.asarray(batch, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak RSS of this process on CPU, peak allocated memory on GPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _jsonable(x):
