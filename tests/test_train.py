@@ -188,3 +188,34 @@ def test_read_only_save_dir(corpus, tmp_path):
 def test_conflicting_flags(corpus, tmp_path, flags, match):
     _fails(str(corpus), *TINY, *flags, "--save-dir", str(tmp_path), match=match)
     assert not list(tmp_path.glob("*.safetensors"))
+
+
+# --- stopping rules, accumulation and checkpoint pruning (in-process, fast) ----------------------
+def test_update_freq_two_equals_a_double_batch(corpus, tmp_path):
+    base = ["--dropout", "0", "--max-update", "4", "--log-interval", "1"]
+    run_train(str(corpus), *TINY, *base, "--batch-size", "8", "--save-dir", str(tmp_path / "big"))
+    run_train(str(corpus), *TINY, *base, "--batch-size", "4", "--update-freq", "2", "--save-dir", str(tmp_path / "acc"))
+    a, b = metrics(tmp_path / "big"), metrics(tmp_path / "acc")
+    assert len(a) == len(b) == 4 and all(abs(x["loss"] - y["loss"]) < 1e-5 for x, y in zip(a, b))
+
+
+def test_patience_stops_when_valid_loss_stops_improving(corpus, tmp_path):
+    summary = train({"decoder_layers": 1, "decoder_embed_dim": 32, "decoder_ffn_embed_dim": 64,
+                     "decoder_attention_heads": 2},
+                    DataConfig(data=str(corpus), tokens_per_sample=16, batch_size=4),
+                    OptimizationConfig(max_update=100, lr=0.0, lr_scheduler="fixed"),  # lr 0: nothing improves
+                    CheckpointConfig(save_dir=str(tmp_path)),
+                    RunConfig(log_format="none", validate_interval_updates=2, patience=1))
+    assert summary["updates"] == 6  # validations at 2 (best), 4 (bad 1), 6 (bad 2 > patience 1)
+
+
+def test_stop_time_hours_and_max_epoch(corpus, tmp_path):
+    quick = _api_run(corpus, tmp_path / "time", max_update=100000, stop_time_hours=1e-9)
+    assert quick["updates"] <= 2
+    summary = train({"decoder_layers": 1, "decoder_embed_dim": 32, "decoder_ffn_embed_dim": 64,
+                     "decoder_attention_heads": 2},
+                    DataConfig(data=str(corpus), tokens_per_sample=64, batch_size=16),
+                    OptimizationConfig(max_epoch=3), CheckpointConfig(save_dir=str(tmp_path / "ep"), keep_last_epochs=1),
+                    RunConfig(log_format="none"))
+    assert summary["epochs_completed"] == 3
+    assert sorted(p.name for p in (tmp_path / "ep").glob("checkpoint[0-9]*")) == ["checkpoint3.safetensors"]
