@@ -108,8 +108,9 @@ def report_markdown(rows: Sequence[dict], arms: Sequence[str], settings: dict, m
     parts = ["# Tying ablation: " + " vs ".join(arms) + "\n", _settings_text(settings)]
     checks = digest_check(groups)
     bad = [s for s, ok in checks.items() if not ok]
-    parts.append(f"Identical batches within each seed (data digests equal): "
-                 f"{'yes, seeds ' + ', '.join(map(str, checks)) if not bad else 'NO for seeds ' + str(bad)}.\n")
+    verdict = ("NO for seeds " + str(bad)) if bad else ("yes, seeds " + ", ".join(map(str, checks))) if checks \
+        else "no finished runs yet"
+    parts.append(f"Identical batches within each seed (data digests equal): {verdict}.\n")
     if missing:
         parts.append(f"Not finished yet (run the same command again): {', '.join(missing)}.\n")
     parts.append("## Per arm (mean ± sample std over seeds)\n")
