@@ -248,7 +248,11 @@ class TransformerLanguageModel(nn.Module):
             cfg = cfg.replace(vocab_size=len(dictionary), padding_idx=dictionary.pad())
         return cls(cfg)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, features_only: bool = False) -> torch.Tensor:
+        """Logits; with ``features_only`` (fairseq's name) the features before the output layer, for
+        a loss that fuses the projection but must still call through DDP/FSDP wrappers."""
+        if features_only:
+            return self.decoder.features(tokens, cache)
         return self.decoder(tokens, cache)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
