@@ -39,8 +39,9 @@ def param_groups(model: nn.Module, cfg: OptimizationConfig) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizationConfig) -> torch.optim.Optimizer:
-    """AdamW (fairseq's ``adam`` is AdamW too), with the foreach/fused kernels torch picks."""
-    fused = all(p.is_cuda for p in model.parameters())
+    """AdamW (fairseq's ``adam`` is AdamW too) with the fused kernel on CPU and CUDA: one kernel per
+    parameter instead of about seven; on 2 CPU cores the step is 4-16x faster (scripts/bench.py)."""
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
     return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
                              fused=fused or None)
 
