@@ -120,3 +120,39 @@ def test_fused_adamw_follows_the_for_loop_adamw():
             opt.step()
     for (name, a), b in zip(models[0].named_parameters(), models[1].parameters()):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_output_layer_column_fill_equals_adding_the_pad_bias(tied):
+    model = tiny_model(tied, torch.float64)
+    feats = torch.randn(2, 5, 16, dtype=torch.float64, requires_grad=True)
+    dec = model.decoder
+    ref = F.linear(feats, dec.embed_out, dec.output_bias)
+    out = dec.output_layer(feats)
+    assert torch.equal(out, ref) and torch.isneginf(out[..., PAD]).all()
+    g = torch.randn_like(ref).masked_fill(torch.isneginf(ref), 0)
+    assert torch.equal(torch.autograd.grad(out, feats, g)[0], torch.autograd.grad(ref, feats, g)[0])
+
+
+def test_eval_logprob_in_place_equals_log_softmax():
+    from lmtie.evaluation.scoring import _logprob_of
+
+    g = torch.Generator().manual_seed(3)
+    logits = 8 * torch.randn(40, V, dtype=torch.float64, generator=g)
+    logits[:, PAD] = float("-inf")
+    targets = torch.randint(2, V, (40,), generator=g)
+    ref = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
+    assert torch.allclose(_logprob_of(logits.clone(), targets), ref, rtol=1e-13, atol=1e-13)
+
+
+def test_cached_single_token_step_without_mask_equals_the_full_forward():
+    """A decoding step of one token attends to every cached key, so it builds no mask; its logits
+    equal those of running the whole prefix at once."""
+    model = tiny_model(tied=True, dtype=torch.float64).eval()
+    tokens = batch(rows=2, T=6)[1].clamp(min=2)
+    cache = model.new_cache(2, 6)
+    with torch.no_grad():
+        steps = [model(tokens[:, :3], cache)[:, -1]] + [model(tokens[:, i:i + 1], cache)[:, -1] for i in range(3, 6)]
+        full = model(tokens)
+    for i, step in enumerate(steps):
+        assert torch.allclose(step, full[:, 2 + i], rtol=1e-10, atol=1e-10)

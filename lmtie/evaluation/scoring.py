@@ -36,9 +36,15 @@ def _target_logprobs(decoder, features: torch.Tensor, targets: torch.Tensor, sof
     for s in range(0, len(targets), softmax_batch):
         logits = decoder.output_layer(features[s:s + softmax_batch])  # (n, V)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision: softmax in fp32
-        lp = F.log_softmax(logits, dim=-1).gather(1, targets[s:s + softmax_batch, None])
-        out[s:s + softmax_batch] = lp.squeeze(1).double()
+        out[s:s + softmax_batch] = _logprob_of(logits, targets[s:s + softmax_batch]).double()
     return out
+
+
+def _logprob_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits)[target] per row, in place over ``logits``: no second (n, V) tensor."""
+    picked = logits.gather(1, targets[:, None]).squeeze(1)  # (n,)
+    top = logits.amax(dim=1, keepdim=True)  # (n, 1)
+    return picked - top.squeeze(1) - logits.sub_(top).exp_().sum(dim=1).log()
 
 
 def score_stream(model: torch.nn.Module, stream: torch.Tensor, windows: Sequence[Window], eos: int, pad: int,

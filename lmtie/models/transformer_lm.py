@@ -106,8 +106,8 @@ class CausalSelfAttention(nn.Module):
             past = cache.length
             k, v = cache.update(layer, k, v)  # (B, H, past + T, hd)
             if past > 0:  # new queries see every cached key and the new keys up to themselves
-                causal = False
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+                causal = False  # one new query (each decoding step) sees all keys: no mask to build
+                mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
         p = self.attention_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
@@ -225,8 +225,16 @@ class TransformerDecoder(nn.Module):
         return x if self.project_out_dim is None else self.project_out_dim(x)
 
     def output_layer(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., d_out) features -> (..., V) logits, with <pad> at -inf."""
-        return F.linear(features, self.embed_out, self.output_bias.to(features.dtype))
+        """(..., d_out) features -> (..., V) logits, with <pad> at -inf.
+
+        Filling the one <pad> column equals adding ``output_bias`` (zeros and that -inf) but skips
+        a pass over the whole (..., V) output; the fill also stops gradient into the pad row.
+        """
+        logits = F.linear(features, self.embed_out)
+        return logits.index_fill_(-1, self._pad_index(logits.device), float("-inf"))
+
+    def _pad_index(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor([self.cfg.padding_idx], device=device)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         return self.output_layer(self.features(tokens, cache))
