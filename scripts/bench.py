@@ -1,0 +1,384 @@
+"""Training, evaluation and generation speed of lmtie against Hugging Face GPT-2, side by side.
+
+Every (config, system, tie) cell runs in a fresh spawned process with the same thread count,
+so its peak RSS is its own; the machine's fp32 matmul peak is measured in the same run, so MFU
+is relative to this machine. Token streams are synthetic: throughput does not depend on text.
+
+    python scripts/bench.py                      # all configs, table + runs/bench/bench.json
+    python scripts/bench.py --configs CFG-CHAR --repeats 3 --profile
+
+Needs the ``bench`` extra (``pip install -e .[bench]``) for the transformers peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+EOS, PAD = 2, 1
+LR, WEIGHT_DECAY = 5e-4, 0.01
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A reference config (issue 7): keep these fixed so figures stay comparable over time."""
+
+    name: str
+    vocab: int
+    layers: int
+    heads: int
+    d: int
+    ffn: int
+    T: int
+    batch: int
+    ties: tuple = (True, False)
+
+
+CONFIGS = {c.name: c for c in (
+    BenchConfig("CFG-CHAR", 65, 4, 4, 128, 512, 64, 12, ties=(True,)),
+    BenchConfig("CFG-BPE", 8192, 4, 4, 256, 1024, 256, 16),
+    BenchConfig("CFG-32K", 32768, 4, 4, 256, 1024, 256, 16),
+)}
+MAX_POSITIONS = 1024  # room for 256 generated tokens at every config
+
+
+def flops_per_token(c: BenchConfig) -> float:
+    """Training FLOPs per token: 6 x matmul parameters + 12 x layers x d x T (attention)."""
+    matmul_params = c.layers * (4 * c.d * c.d + 2 * c.d * c.ffn) + c.vocab * c.d  # blocks + output layer
+    return 6 * matmul_params + 12 * c.layers * c.d * c.T
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n fp32 matmul on this machine and thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+# --- the two systems -----------------------------------------------------------------------------
+def build_lmtie(c: BenchConfig, tied: bool):
+    from lmtie.models import TransformerLanguageModel, TransformerLMConfig
+
+    cfg = TransformerLMConfig(
+        vocab_size=c.vocab, padding_idx=PAD, decoder_embed_dim=c.d, decoder_ffn_embed_dim=c.ffn,
+        decoder_layers=c.layers, decoder_attention_heads=c.heads, dropout=0.0, decoder_learned_pos=True,
+        activation_fn="gelu_accurate", max_target_positions=MAX_POSITIONS, share_decoder_input_output_embed=tied)
+    return TransformerLanguageModel(cfg)
+
+
+def build_hf(c: BenchConfig, tied: bool):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=c.vocab, n_positions=MAX_POSITIONS, n_embd=c.d, n_layer=c.layers, n_head=c.heads,
+                     n_inner=c.ffn, activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                     tie_word_embeddings=tied, attn_implementation="sdpa", bos_token_id=EOS, eos_token_id=EOS,
+                     pad_token_id=PAD)
+    return GPT2LMHeadModel(cfg)
+
+
+def lmtie_step(model, optimizer, source, target, clip: float) -> None:
+    """One update as lmtie's Trainer does it: summed loss, grads scaled by 1/ntokens, clip, step."""
+    from lmtie.training.criterion import lm_loss
+
+    loss, ntokens = lm_loss(model, source, target, PAD)
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    for p in params:
+        p.grad.mul_(1.0 / ntokens)
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def hf_step(model, optimizer, source, target, clip: float) -> None:
+    """One update of the plain PyTorch loop a transformers user writes."""
+    logits = model(input_ids=source).logits  # (B, T, V)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def build_optimizer(system: str, model):
+    if system == "lmtie":
+        from lmtie.training.config import OptimizationConfig
+        from lmtie.training.optim import build_optimizer as lmtie_optimizer
+
+        return lmtie_optimizer(model, OptimizationConfig(lr=LR, weight_decay=WEIGHT_DECAY))
+    return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+
+
+# --- measurements ------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def interleaved_rates(runs: dict, repeats: int, warmups: dict | None = None) -> dict:
+    """Median tokens/s of each ``runs[name]()`` (which returns its token count) after a warm-up
+    (``warmups[name]()`` when given, else one untimed run).
+
+    Systems take turns within every repeat, in alternating order, so load from other processes on
+    the shared cores falls on both alike instead of on whichever ran second.
+    """
+    for name, run in runs.items():
+        (warmups or runs)[name]()
+    rates: dict = {name: [] for name in runs}
+    for r in range(repeats):
+        for name in (list(runs) if r % 2 == 0 else list(runs)[::-1]):
+            start = time.perf_counter()
+            n = runs[name]()
+            rates[name].append(n / (time.perf_counter() - start))
+    return {name: {"tokens_per_s": statistics.median(v), "min": min(v), "max": max(v), "repeats": len(v)}
+            for name, v in rates.items()}
+
+
+def train_runner(system: str, model, c: BenchConfig, steps: int):
+    """A callable doing ``steps`` training updates on synthetic batches; returns the tokens trained."""
+    g = torch.Generator().manual_seed(0)
+    data = [torch.randint(4, c.vocab, (c.batch, c.T + 1), generator=g) for _ in range(4)]
+    batches = [(x[:, :-1].contiguous(), x[:, 1:].contiguous()) for x in data]
+    optimizer = build_optimizer(system, model)
+    step = lmtie_step if system == "lmtie" else hf_step
+
+    def run() -> int:
+        model.train()
+        for i in range(steps):
+            step(model, optimizer, *batches[i % len(batches)], clip=1.0)
+        return steps * c.batch * c.T
+
+    return run
+
+
+def eval_runner(system: str, model, c: BenchConfig):
+    """Scoring 4 batches of windows: lmtie's eval-lm path vs a transformers forward pass + log_softmax."""
+    import numpy as np
+
+    n = 4 * c.batch * c.T
+    stream = torch.randint(4, c.vocab, (n,), generator=torch.Generator().manual_seed(1))
+    if system == "hf":
+        return lambda: _hf_score(model, stream, c)
+    from lmtie.evaluation.corpus import EvalText
+    from lmtie.evaluation.evaluate import evaluate
+
+    text = EvalText(stream, np.array([n]), None, None, "synthetic")
+    return lambda: evaluate(model, text, EOS, PAD, c.T, 0, "none", None, c.batch * c.T)[1]["tokens"]
+
+
+def _hf_score(model, stream: torch.Tensor, c: BenchConfig) -> int:
+    """log p of every token with the transformers model, ``c.batch`` windows of T at a time."""
+    model.eval()
+    inputs = torch.cat([torch.tensor([EOS]), stream[:-1]]).view(-1, c.T)  # (N, T)
+    targets = stream.view(-1, c.T)
+    with torch.inference_mode():
+        for s in range(0, len(inputs), c.batch):
+            logits = model(input_ids=inputs[s:s + c.batch]).logits.float()  # (B, T, V)
+            torch.log_softmax(logits, -1).gather(-1, targets[s:s + c.batch, :, None])
+    return stream.numel()
+
+
+def generate_runner(system: str, model, new_tokens: int, use_cache: bool):
+    """Greedy generation of ``new_tokens`` from a one-token prompt; returns the tokens made."""
+    if system == "lmtie":
+        from lmtie.evaluation.generation import generate
+
+        return lambda: generate(model, [EOS], new_tokens, greedy=True, use_cache=use_cache).size(1)
+
+    def run() -> int:
+        model.eval()
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([[EOS]]), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                 do_sample=False, use_cache=use_cache, pad_token_id=PAD)
+        return out.size(1) - 1
+
+    return run
+
+
+def profile_train(system: str, model, c: BenchConfig, rows: int = 15) -> str:
+    """torch.profiler table of two training updates (after one warm-up), by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run = train_runner(system, model, c, steps=2)
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def _setup_child(job: dict) -> BenchConfig:
+    torch.set_num_threads(job["threads"])
+    torch.manual_seed(0)
+    return BenchConfig(**job["config"])
+
+
+def memory_cell(job: dict) -> dict:
+    """Peak RSS a few training updates add to a fresh process (spawned per system: RSS peaks never reset)."""
+    c = _setup_child(job)
+    if job["system"] == "hf":
+        import transformers  # noqa: F401  (imports before the baseline, like lmtie's own below)
+    import lmtie.training.criterion  # noqa: F401
+    import lmtie.training.optim  # noqa: F401
+    base = _rss_mb()
+    model = SYSTEMS[job["system"]](c, job["tied"])
+    train_runner(job["system"], model, c, steps=2)()
+    return {"peak_rss_mb": _peak_rss_mb(), "rss_added_mb": _peak_rss_mb() - base}
+
+
+def speed_cell(job: dict) -> dict:
+    """Training, evaluation and generation tokens/s of both systems, interleaved, in one process."""
+    c = _setup_child(job)
+    models = {system: build(c, job["tied"]) for system, build in SYSTEMS.items()}
+    out: dict = {"load_avg_1min": os.getloadavg()[0]}
+    if job["profile"]:
+        out["profile"] = {s: profile_train(s, m, c) for s, m in models.items()}
+    out["train"] = interleaved_rates({s: train_runner(s, m, c, job["steps"]) for s, m in models.items()},
+                                     job["repeats"])
+    out["eval"] = interleaved_rates({s: eval_runner(s, m, c) for s, m in models.items()}, job["repeats"])
+    if job["generate"]:
+        for cached in (True, False):  # uncached decoding is slow: time it once, after a short warm-up
+            runs = {s: generate_runner(s, m, job["new_tokens"], cached) for s, m in models.items()}
+            warm = {s: generate_runner(s, m, 8, cached) for s, m in models.items()}
+            out[f"generate_{'cache' if cached else 'nocache'}"] = interleaved_rates(
+                runs, job["gen_repeats"] if cached else 1, warm)
+    out["load_avg_1min_end"] = os.getloadavg()[0]
+    return out
+
+
+SYSTEMS = {"lmtie": build_lmtie, "hf": build_hf}
+
+
+# --- orchestration and report -----------------------------------------------------------------------
+def _in_child(fn, job: dict) -> dict:
+    """``fn(job)`` in a fresh spawned process (its own RSS peak, no state left from earlier cells)."""
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, job).result()
+
+
+def run_all(args) -> list[dict]:
+    """One speed process per (config, tie), then one memory process per system."""
+    results = []
+    for name in args.configs:
+        c = CONFIGS[name]
+        for tied in c.ties:
+            job = {"config": asdict(c), "tied": tied, "threads": args.threads, "steps": args.steps,
+                   "repeats": args.repeats, "profile": args.profile, "generate": tied,
+                   "new_tokens": args.new_tokens, "gen_repeats": args.gen_repeats}
+            res = {"config": name, "tied": tied, **_in_child(speed_cell, job)}
+            res["memory"] = {s: _in_child(memory_cell, {**job, "system": s}) for s in SYSTEMS}
+            for system, prof in res.pop("profile", {}).items():
+                print(f"profile of 2 training updates, {name} {system} {'tied' if tied else 'untied'}:\n{prof}")
+            print(f"  {name} {'tied' if tied else 'untied'}: train tok/s " + ", ".join(
+                f"{s} {res['train'][s]['tokens_per_s']:.0f}" for s in SYSTEMS), flush=True)
+            results.append(res)
+    return results
+
+
+def table(results: list[dict], peak: float) -> str:
+    """Markdown: one row per (config, tie, metric), lmtie | HF | ratio."""
+    lines = ["| config | tie | metric | lmtie | HF GPT-2 | lmtie / HF |", "|---|---|---|---:|---:|---:|"]
+    for r in results:
+        for metric, get, fmt in _metrics(CONFIGS[r["config"]], peak):
+            if get(r, "lmtie") is None:
+                continue
+            a, b = get(r, "lmtie"), get(r, "hf")
+            lines.append(f"| {r['config']} | {'tied' if r['tied'] else 'untied'} | {metric} | {fmt.format(a)} | "
+                         f"{fmt.format(b)} | {a / b:.2f}x |")
+    return "\n".join(lines)
+
+
+def _metrics(c: BenchConfig, peak: float) -> list:
+    rate = lambda key: lambda r, s: r[key][s]["tokens_per_s"] if key in r else None  # noqa: E731
+
+    def speedup(r, s):
+        return r["generate_cache"][s]["tokens_per_s"] / r["generate_nocache"][s]["tokens_per_s"] \
+            if "generate_cache" in r else None
+
+    return [
+        ("train tokens/s", rate("train"), "{:,.0f}"),
+        ("train MFU", lambda r, s: r["train"][s]["tokens_per_s"] * flops_per_token(c) / (peak * 1e9), "{:.2f}"),
+        ("train memory MB (peak RSS added)", lambda r, s: r["memory"][s]["rss_added_mb"], "{:,.0f}"),
+        ("eval tokens/s", rate("eval"), "{:,.0f}"),
+        ("generate tokens/s, KV cache", rate("generate_cache"), "{:,.1f}"),
+        ("generate tokens/s, no cache", rate("generate_nocache"), "{:,.1f}"),
+        ("generate: cache / no cache", speedup, "{:.1f}x"),
+    ]
+
+
+def machine(threads: int) -> dict:
+    import transformers
+
+    return {"date": datetime.date.today().isoformat(), "cpu": _cpu_name(), "threads": threads,
+            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "load_avg_1min": os.getloadavg()[0]}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads in every cell")
+    p.add_argument("--steps", type=int, default=2, help="training updates per timed repeat")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median reported)")
+    p.add_argument("--new-tokens", type=int, default=256, help="tokens to generate")
+    p.add_argument("--gen-repeats", type=int, default=3, help="timed repeats of cached generation (uncached: 1)")
+    p.add_argument("--profile", action="store_true", help="print a torch.profiler table of training per cell")
+    p.add_argument("--out", default="runs/bench/bench.json", help="where to write the JSON results")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    info = {**machine(args.threads), "command": "python scripts/bench.py " + " ".join(_argv())}
+    info["matmul_peak_gflops"] = matmul_peak_gflops()
+    print(json.dumps(info), flush=True)
+    results = run_all(args)
+    info["matmul_peak_gflops_end"] = matmul_peak_gflops()  # load from other processes shows up as a drop
+    peak = max(info["matmul_peak_gflops"], info["matmul_peak_gflops_end"])
+    md = table(results, peak)
+    print(f"\n{info['date']}, {info['cpu']}, {args.threads} threads, torch {info['torch']}, "
+          f"transformers {info['transformers']}, fp32 matmul peak {peak:.1f} GFLOP/s\n\n{md}")
+    _write_json(Path(args.out), {"machine": info, "results": results, "table": md})
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    from lmtie.io import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(obj, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
