@@ -381,4 +381,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a clean clone runs without installing lmtie
     main()
