@@ -170,6 +170,9 @@ def plot_curves(output: Path, rows: Sequence[dict], arms: Sequence[str]) -> Path
             ax.plot(steps, ppl, color=colours[i % len(colours)], alpha=0.8, marker=".",
                     label=arm if j == 0 else None)
     ax.set(xlabel="updates", ylabel="valid ppl (log scale)", yscale="log", title="Valid perplexity, every run")
+    plain = matplotlib.ticker.FormatStrFormatter("%g")  # 80, not 8 x 10^1
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.grid(alpha=0.3)
     ax.legend(title="arm")
     path = output / "valid_curves.png"
