@@ -21,6 +21,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -354,7 +355,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/bench/bench.json", help="where to write the JSON results")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    info = {**machine(args.threads), "command": "python scripts/bench.py " + " ".join(_argv())}
+    info = {**machine(args.threads), "command": " ".join(["python scripts/bench.py", *sys.argv[1:]])}
     info["matmul_peak_gflops"] = matmul_peak_gflops()
     print(json.dumps(info), flush=True)
     results = run_all(args)
@@ -366,12 +367,6 @@ def main() -> None:
     _write_json(Path(args.out), {"machine": info, "results": results, "table": md})
 
 
-def _argv() -> list[str]:
-    import sys
-
-    return sys.argv[1:]
-
-
 def _write_json(path: Path, obj: dict) -> None:
     from lmtie.io import atomic_write_text
 
@@ -381,7 +376,5 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a clean clone runs without installing lmtie
     main()
