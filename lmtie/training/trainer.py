@@ -148,10 +148,9 @@ class Trainer:
         """Normalise gradients by the global token count, check them, clip, and step."""
         params = [p for p in self.model.parameters() if p.grad is not None]
         scale = self.s.dist.world_size / max(ntokens, 1)  # DDP averages over ranks; we want sum / ntokens
-        for p in params:
-            p.grad.mul_(scale)
+        torch._foreach_mul_([p.grad for p in params], scale)  # one op, not one per parameter
         max_norm = self.s.optim.clip_norm if self.s.optim.clip_norm > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)  # the norm also detects NaN/inf
         grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
         if finite:
