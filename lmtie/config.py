@@ -34,6 +34,10 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+def _is_tuple(tp: Any) -> bool:
+    return tp is tuple or typing.get_origin(tp) is tuple
+
+
 def _parse_tuple(text: str) -> tuple:
     """Accept fairseq's '(0.9, 0.98)' as well as '0.9,0.98'."""
     try:
@@ -73,13 +77,15 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, group_title: 
             help_text += f" (default: {default!r}, or the --arch value)"
             default = argparse.SUPPRESS
         names = [flag, *f.metadata.get("aliases", ())]
-        if tp is bool:
+        if tp is bool and f.name.startswith("no_"):  # --no-x is already the switch; --no-no-x would be silly
+            group.add_argument(*names, dest=f.name, action="store_true", default=default, help=help_text)
+        elif tp is bool:
             group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                help=help_text)
         elif typing.get_origin(tp) is Literal:
             choices = list(typing.get_args(tp))
             group.add_argument(*names, dest=f.name, choices=choices, default=default, help=help_text)
-        elif typing.get_origin(tp) is tuple:
+        elif _is_tuple(tp):
             group.add_argument(*names, dest=f.name, type=_parse_tuple, default=default, help=help_text)
         else:
             convert = _none_or(tp) if optional else tp
@@ -117,5 +123,5 @@ def from_dict(cls: type[T], values: dict) -> T:
     fixed = {}
     for k, v in values.items():
         tp, _ = _unwrap_optional(hints[k])
-        fixed[k] = tuple(v) if typing.get_origin(tp) is tuple and v is not None else v
+        fixed[k] = tuple(v) if _is_tuple(tp) and v is not None else v
     return cls(**fixed)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -79,7 +80,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
         _load_weights(model, restore, dictionary, data, ckpt)
     # the dropout stream must not depend on how many draws initialisation made (an untied head
     # makes more), so the tied and untied arms of an ablation see the same dropout masks
-    torch.manual_seed(run.seed + 1)
+    torch.manual_seed(int(np.random.SeedSequence([run.seed, 1]).generate_state(1)[0]))  # not seed+1's init stream
     model.to(device)
     model = dist.wrap(model, info, run.ddp_backend, device)
     if run.compile:
