@@ -97,13 +97,11 @@ def build_hf(c: BenchConfig, tied: bool):
 def lmtie_step(model, optimizer, source, target, clip: float) -> None:
     """One update as lmtie's Trainer does it: summed loss, grads scaled by 1/ntokens, clip, step."""
     from lmtie.training.criterion import lm_loss
+    from lmtie.training.optim import scale_and_clip_
 
     loss, ntokens = lm_loss(model, source, target, PAD)
     loss.backward()
-    params = [p for p in model.parameters() if p.grad is not None]
-    for p in params:
-        p.grad.mul_(1.0 / ntokens)
-    torch.nn.utils.clip_grad_norm_(params, clip)
+    scale_and_clip_([p for p in model.parameters() if p.grad is not None], 1.0 / ntokens, clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
 

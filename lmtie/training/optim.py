@@ -66,6 +66,15 @@ def _cosine(step: int, cfg: OptimizationConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
+def scale_and_clip_(params: list[torch.Tensor], scale: float, clip_norm: float) -> float:
+    """Multiply every gradient by ``scale``, clip the global norm to ``clip_norm`` (0: no clipping),
+    and return the norm before clipping (non-finite when any gradient is), in two foreach passes."""
+    torch._foreach_mul_([p.grad for p in params], scale)  # one op, not one per parameter
+    max_norm = clip_norm if clip_norm > 0 else float("inf")
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # FSDP2: a DTensor
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
         g["lr"] = lr

@@ -26,7 +26,8 @@ from lmtie.training import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.criterion import lm_loss
 from lmtie.training.logging import MetricsLogger
-from lmtie.training.optim import build_optimizer, load_optimizer_state, lr_at, optimizer_state, set_lr
+from lmtie.training.optim import (build_optimizer, load_optimizer_state, lr_at, optimizer_state, scale_and_clip_,
+                                  set_lr)
 from lmtie.training.setup import TrainSetup
 
 
@@ -148,10 +149,7 @@ class Trainer:
         """Normalise gradients by the global token count, check them, clip, and step."""
         params = [p for p in self.model.parameters() if p.grad is not None]
         scale = self.s.dist.world_size / max(ntokens, 1)  # DDP averages over ranks; we want sum / ntokens
-        torch._foreach_mul_([p.grad for p in params], scale)  # one op, not one per parameter
-        max_norm = self.s.optim.clip_norm if self.s.optim.clip_norm > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)  # the norm also detects NaN/inf
-        grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        grad_norm = scale_and_clip_(params, scale, self.s.optim.clip_norm)  # the norm also detects NaN/inf
         finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
         if finite:
             self.optimizer.step()
