@@ -13,7 +13,7 @@ from lmtie.evaluation.corpus import EvalText
 from lmtie.evaluation.evaluate import evaluate
 from lmtie.evaluation.scoring import score_stream
 from lmtie.evaluation.windows import document_spans, make_windows
-from test_eval_helpers import (brute_force_logprobs, checkpoint_for, corpus_text, make_data_bin, save_checkpoint,
+from eval_helpers import (brute_force_logprobs, checkpoint_for, corpus_text, make_data_bin, save_checkpoint,
                                tiny_model, train_on_cycle)
 
 V, EOS, PAD = 24, 2, 1

@@ -6,7 +6,7 @@ import torch
 from lmtie.cli import generate as generate_cli
 from lmtie.data import Dictionary
 from lmtie.evaluation.generation import filter_logits, generate
-from test_eval_helpers import WORDS, save_checkpoint, tiny_model, train_on_cycle
+from eval_helpers import WORDS, save_checkpoint, tiny_model, train_on_cycle
 
 V = 40
 

@@ -8,7 +8,7 @@ import torch
 from lmtie.data import Dictionary
 from lmtie.data.tokenizers import bytes_dictionary, spm_dictionary
 from lmtie.hub import load
-from test_eval_helpers import WORDS, corpus_text, save_checkpoint, tiny_model
+from eval_helpers import WORDS, corpus_text, save_checkpoint, tiny_model
 
 TEXT = "the cat sat on a mat\nthe dog ran to a big red house\n"
 
