@@ -6,16 +6,28 @@ import json
 import math
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lmtie.errors import UserError
+from lmtie.io import atomic_write_text
 
 LOG2 = math.log(2)
 
 
 class MetricsLogger:
+    """Writes ``metrics.jsonl`` in --save-dir, one JSON record a line, so curves can be plotted by step.
+
+    Every session first writes a marker. A fresh run (nothing restored, or --reset-optimizer)
+    appends ``{"type": "start", "step": 0}`` and leaves any earlier run's records as they are, so
+    reusing a --save-dir keeps the old history and the marker shows where the new run begins. A
+    run restored at update N first rewrites the file (atomically) keeping only records with step
+    <= N, which describe what the checkpoint holds, then appends ``{"type": "resume", "step": N}``:
+    records a killed session wrote after its last checkpoint are replaced, never repeated.
+    """
+
     def __init__(self, setup):
         self.run = setup.run
         self.active = setup.dist.is_main
@@ -42,6 +54,54 @@ class MetricsLogger:
     def _write(self, record: dict) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+    def fresh_start(self, state) -> None:
+        """Mark the start of a fresh run; an existing file from another run is appended to, not cut."""
+        if not self.active:
+            return
+        if self._ends_mid_line():  # a crash mid-write: do not glue this record to the torn line
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write("\n")
+        self._write({"type": "start", "step": state.step, "epoch": state.epoch, "time": _now()})
+
+    def _ends_mid_line(self) -> bool:
+        if not self.metrics_path.exists() or self.metrics_path.stat().st_size == 0:
+            return False
+        with open(self.metrics_path, "rb") as f:
+            f.seek(-1, 2)
+            return f.read(1) != b"\n"
+
+    def resume(self, state, checkpoint) -> None:
+        """Drop the records after the restored update, then mark the resume (rank 0 only)."""
+        if not self.active:
+            return
+        kept, dropped, unreadable = self._records_up_to(state.step)
+        if unreadable:
+            self.message(f"{self.metrics_path}: dropped {unreadable} unreadable line(s) while trimming it to "
+                         f"update {state.step}")
+        record = {"type": "resume", "step": state.step, "epoch": state.epoch, "checkpoint": str(checkpoint),
+                  "dropped_records": dropped, "wall_seconds_before": round(state.train_seconds, 3), "time": _now()}
+        atomic_write_text(self.metrics_path, "".join(line + "\n" for line in kept) + json.dumps(record) + "\n")
+
+    def _records_up_to(self, step: int) -> tuple[list[str], int, int]:
+        """(lines to keep, records dropped for a later step, lines that are not a JSON record)."""
+        if not self.metrics_path.exists():
+            return [], 0, 0
+        kept, dropped, unreadable = [], 0, 0
+        for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                unreadable += bool(line.strip())
+                continue
+            at = record.get("step", record.get("updates"))  # a summary names its last update "updates"
+            if isinstance(at, int) and at > step:
+                dropped += 1
+            else:
+                kept.append(line)
+        return kept, dropped, unreadable
 
     def message(self, text: str) -> None:
         if self.active:
@@ -109,3 +169,7 @@ class MetricsLogger:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -2,17 +2,18 @@
 
 The loop knows the model only through ``lm_loss`` and ``state_dict``; the data order is a pure
 function of (seed, epoch), the learning rate a pure function of the update count, and every
-RNG state is checkpointed, so a resumed run continues bit-for-bit (tests/test_resume.py).
+RNG state is checkpointed, so a resumed run continues bit-for-bit (tests/test_train.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,7 +44,10 @@ class TrainState:
     nonfinite_updates: int = 0
     consecutive_nonfinite: int = 0
     tokens_seen: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # wall time of the training loop, every session, up to this checkpoint
+    update_seconds: float = 0.0  # of which forward/backward/step: what training throughput is measured over
+    valid_seconds: float = 0.0  # of which validation
+    checkpoint_seconds: float = 0.0  # of which writing checkpoints (a checkpoint's own write is not in it)
     last_valid_loss: Optional[float] = None
     last_valid_step: int = -1
     data_digest: str = ""  # running hash of every batch's block ids: paired runs can prove they saw the same data
@@ -74,21 +78,23 @@ class Trainer:
         self.state = TrainState()
         self.signal_name: str | None = None
         self.logger = MetricsLogger(setup)
-        if setup.restore is not None:
-            self._restore(setup.restore)
+        self._clock = time.perf_counter()  # wall time since then is not yet in state.train_seconds
+        if setup.restore is not None and self._restore(setup.restore):
+            self.logger.resume(self.state, setup.restore.path)
+        else:
+            self.logger.fresh_start(self.state)
 
     # --- the loop -----------------------------------------------------------------------
     def train(self) -> dict:
         """Train until a stopping rule fires; return the summary (also logged)."""
         self._install_signal_handlers()
-        start = time.time()
+        self._clock = time.perf_counter()
         try:
             while not self._should_stop():
                 self._train_epoch()
         except Preempted:
             pass
         finally:
-            self.state.train_seconds += time.time() - start
             self.logger.close_bar()
         if self.signal_name is not None:
             self._save(last=True)
@@ -98,7 +104,23 @@ class Trainer:
             if self.state.last_valid_step != self.state.step:  # fairseq also validates when training ends
                 self._validate_and_track()
             self._save(last=True)
+        self._fold_wall()
         return self._summary()
+
+    def _fold_wall(self) -> None:
+        """Move the wall time since the last fold into ``train_seconds``, so each checkpoint holds it."""
+        now = time.perf_counter()
+        self.state.train_seconds += now - self._clock
+        self._clock = now
+
+    @contextlib.contextmanager
+    def _timed(self, counter: str):
+        """Add the block's wall time to the TrainState field ``counter``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self.state, counter, getattr(self.state, counter) + time.perf_counter() - start)
 
     def _train_epoch(self) -> None:
         batches = self._epoch_batches(self.state.epoch)
@@ -106,7 +128,8 @@ class Trainer:
         while self.state.batch_pos < len(batches) and not self._should_stop():
             group = batches[self.state.batch_pos:self.state.batch_pos + freq]
             self.state.data_digest = _chain_digest(self.state.data_digest, group)
-            result = self._update(group)
+            with self._timed("update_seconds"):
+                result = self._update(group)
             self.state.batch_pos += len(group)
             self._after_update(result)
         if self.state.batch_pos >= len(batches):
@@ -120,7 +143,7 @@ class Trainer:
             return True
         if o.max_epoch > 0 and st.epoch > o.max_epoch:
             return True
-        if o.stop_time_hours > 0 and st.train_seconds + self.logger.elapsed() >= o.stop_time_hours * 3600:
+        if o.stop_time_hours > 0 and st.train_seconds + time.perf_counter() - self._clock >= o.stop_time_hours * 3600:
             return True
         return self.s.run.patience >= 0 and st.bad_validations > self.s.run.patience
 
@@ -233,7 +256,8 @@ class Trainer:
         return loss_sum / max(ntokens, 1)
 
     def _validate_and_track(self) -> None:
-        loss = self.validate()
+        with self._timed("valid_seconds"):
+            loss = self.validate()
         if loss is None:
             return
         st = self.state
@@ -251,20 +275,25 @@ class Trainer:
 
     def _save(self, last: bool = False, best: bool = False, epoch: bool = False, interval: bool = False) -> None:
         """Write the requested checkpoints (rank 0 only); refuse to persist non-finite weights."""
-        state = self._checkpoint()
-        if self.s.dist.is_main:
-            if not all(torch.isfinite(t).all() for t in state.model_state.values() if t.is_floating_point()):
-                self.logger.message("weights are not finite: checkpoint NOT written (the previous one is kept)")
-                return
-            names = (["checkpoint_last"] * last + ["checkpoint_best"] * best
-                     + [f"checkpoint{self.state.epoch}"] * epoch
-                     + [f"checkpoint_{self.state.epoch}_{self.state.step}"] * interval)
-            for name in names:
-                ckpt_io.save(self._path(name), state)
-            self._prune()
-        dist.barrier()
+        with self._timed("checkpoint_seconds"):
+            state = self._checkpoint()
+            if self.s.dist.is_main:
+                names = (["checkpoint_last"] * last + ["checkpoint_best"] * best
+                         + [f"checkpoint{self.state.epoch}"] * epoch
+                         + [f"checkpoint_{self.state.epoch}_{self.state.step}"] * interval)
+                self._write_checkpoints(state, names)
+            dist.barrier()  # every rank reaches it, also when rank 0 refused to write
+
+    def _write_checkpoints(self, state: ckpt_io.Checkpoint, names: list[str]) -> None:
+        if not all(torch.isfinite(t).all() for t in state.model_state.values() if t.is_floating_point()):
+            self.logger.message("weights are not finite: checkpoint NOT written (the previous one is kept)")
+            return
+        for name in names:
+            ckpt_io.save(self._path(name), state)
+        self._prune()
 
     def _checkpoint(self) -> ckpt_io.Checkpoint:
+        self._fold_wall()
         st = self.state
         st.python_rng = _jsonable(random.getstate())
         np_state = np.random.get_state()
@@ -278,13 +307,15 @@ class Trainer:
             dictionary=self.s.dictionary, tokenizer=self.s.tokenizer_info, tokenizer_model=self.s.tokenizer_model,
             train_state=asdict(st), optim_state=optim_state, optim_groups=groups, rng=rng)
 
-    def _restore(self, ck: ckpt_io.Checkpoint) -> None:
-        """Continue from ``ck`` (weights are already loaded by TrainSetup)."""
+    def _restore(self, ck: ckpt_io.Checkpoint) -> bool:
+        """Continue from ``ck`` (weights are already loaded by TrainSetup); False if only the weights are kept."""
         if self.s.ckpt.reset_optimizer:
             self.logger.message(f"restored weights from {ck.path}; optimiser, schedule and data position reset")
-            return
+            return False
         load_optimizer_state(self.optimizer, ck.optim_state)
         saved = dict(ck.train_state)
+        # a checkpoint from before the time split: all the loop time it recorded counts as update time
+        saved.setdefault("update_seconds", saved.get("train_seconds", 0.0))
         self.state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
         if self.state.python_rng is not None:
             random.setstate(_tupled(self.state.python_rng))
@@ -294,6 +325,7 @@ class Trainer:
         if "cuda" in ck.rng and self.s.device.type == "cuda":
             torch.cuda.set_rng_state(ck.rng["cuda"], self.s.device)
         self.logger.message(f"resumed from {ck.path} at update {self.state.step} (epoch {self.state.epoch})")
+        return True
 
     def _prune(self) -> None:
         d = Path(self.s.ckpt.save_dir)
@@ -316,17 +348,27 @@ class Trainer:
         best = st.best_valid_loss
         summary = {
             "updates": st.step, "epochs_completed": st.epoch - 1, "tokens_seen": st.tokens_seen,
-            "wall_seconds": round(st.train_seconds, 1), "parameters": unwrap(self.model).num_parameters(),
+            **self._timing(), "parameters": unwrap(self.model).num_parameters(),
             "best_valid_loss": None if best is None else best / math.log(2),  # base 2, as fairseq prints
             "best_valid_ppl": None if best is None else math.exp(best),
             "nonfinite_updates": st.nonfinite_updates, "save_dir": str(self.s.ckpt.save_dir),
-            "tokens_per_s": st.tokens_seen / max(st.train_seconds, 1e-9), "peak_memory_mb": _peak_memory_mb(self.s.device),
-            "data_digest": st.data_digest,
+            "peak_memory_mb": _peak_memory_mb(self.s.device), "data_digest": st.data_digest,
             "preempted_by": self.signal_name,
         }
         self.logger.summary(summary)
         check_tie(self.model)
         return summary
+
+    def _timing(self) -> dict:
+        """Where the wall time went; throughput is over update time only, so validation and checkpoint
+        writes do not dilute it (``wall_tokens_per_s`` is the figure over the whole loop)."""
+        st = self.state
+        accounted = st.update_seconds + st.valid_seconds + st.checkpoint_seconds
+        return {"wall_seconds": round(st.train_seconds, 3), "update_seconds": round(st.update_seconds, 3),
+                "valid_seconds": round(st.valid_seconds, 3), "checkpoint_seconds": round(st.checkpoint_seconds, 3),
+                "other_seconds": round(st.train_seconds - accounted, 3),  # batch lists, data digest, logging
+                "tokens_per_s": st.tokens_seen / max(st.update_seconds, 1e-9),
+                "wall_tokens_per_s": st.tokens_seen / max(st.train_seconds, 1e-9)}
 
 
 def _keep_newest(d: Path, pattern: str, keep: int, key) -> None:
