@@ -241,11 +241,13 @@ def test_interrupted_run_continues_where_it_stopped(finished, tmp_path):
     (run / "result.json").unlink()
     (at_100,) = run.glob("checkpoint_*_100.safetensors")
     shutil.copy(at_100, run / "checkpoint_last.safetensors")
-    lines_before = len((run / "metrics.jsonl").read_text().splitlines())
     proc = ablate(work, *_same_command(work))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("skipped") == 3 and "untied-seed2: resuming" in proc.stdout, proc.stdout
-    new = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()[lines_before:]]
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    (i,) = [k for k, r in enumerate(records) if r["type"] == "resume"]  # the killed session's later records are gone
+    assert records[i]["step"] == 100
+    new = records[i + 1:]
     assert min(r["step"] for r in new if r["type"] == "train") > 100  # continued, did not restart
     again = json.loads((run / "result.json").read_text())
     assert again["updates"] == 200 and again["data_digest"] == original["data_digest"], (again, original)
