@@ -1,7 +1,9 @@
 """Sampling text from a language model, one token at a time.
 
 With the key/value cache each new token runs the model on that token alone against the stored
-keys and values (O(context) per token); without it every step re-runs the whole prefix.
+keys and values (O(context) per token); without it every step re-runs the whole prefix. Either
+way only the last position goes through the output layer: the (T x V) logits of the others
+would be thrown away.
 """
 
 from __future__ import annotations
@@ -79,11 +81,11 @@ def _decode_cached(model, prompt: torch.Tensor, steps: int, pick) -> torch.Tenso
     if steps == 0:
         return out
     cache = unwrap(model).new_cache(prompt.size(0), prompt.size(1) + steps)
-    logits = model(prompt, cache)[:, -1]  # (B, V)
+    logits = _last_logits(model, prompt, cache)
     for i in range(steps):
         out[:, i:i + 1] = pick(logits)
         if i + 1 < steps:
-            logits = model(out[:, i:i + 1], cache)[:, -1]
+            logits = _last_logits(model, out[:, i:i + 1], cache)
     return out
 
 
@@ -91,8 +93,14 @@ def _decode_uncached(model, prompt: torch.Tensor, steps: int, pick) -> torch.Ten
     """Re-run the whole sequence for every new token (the reference the cache must match)."""
     seq = prompt
     for _ in range(steps):
-        seq = torch.cat([seq, pick(model(seq)[:, -1])], dim=1)
+        seq = torch.cat([seq, pick(_last_logits(model, seq))], dim=1)
     return seq[:, prompt.size(1):]
+
+
+def _last_logits(model, tokens: torch.Tensor, cache=None) -> torch.Tensor:
+    """(B, V) logits of the last position of (B, T) ``tokens``."""
+    decoder = unwrap(model).decoder
+    return decoder.output_layer(decoder.features(tokens, cache)[:, -1])
 
 
 def prompt_to_ids(tokenizer, text: str) -> list[int]:
