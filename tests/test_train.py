@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import time
@@ -30,6 +31,7 @@ def test_tied_model_trains_and_writes_checkpoints_and_metrics(corpus, tmp_path):
                     "--validate-interval-updates", "10", "--log-interval", "5", "--save-dir", str(tmp_path),
                     "--log-format", "simple")
     assert "valid ppl" in out.stdout and "checkpoint_best" in out.stdout
+    assert re.search(r"updates \d+\.\d s at [\d,]+ tokens/s, validation \d+\.\d s", out.stdout), out.stdout
     assert {p.name for p in tmp_path.glob("*.safetensors")} == {"checkpoint_last.safetensors",
                                                                "checkpoint_best.safetensors"}
     train_log, valid_log = metrics(tmp_path), metrics(tmp_path, "valid")

@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 def _final_lines(s: dict) -> str:
     p = s["parameters"]
     lines = [f"parameters: {p['total']:,} unique ({p['embedding']:,} embedding, {p['non_embedding']:,} non-embedding)",
-             f"updates: {s['updates']}  tokens seen: {s['tokens_seen']:,}  wall time: {s['wall_seconds']} s"]
+             f"updates: {s['updates']}  tokens seen: {s['tokens_seen']:,}  wall time: {s['wall_seconds']:.1f} s "
+             f"(updates {s['update_seconds']:.1f} s at {s['tokens_per_s']:,.0f} tokens/s, validation "
+             f"{s['valid_seconds']:.1f} s, checkpoints {s['checkpoint_seconds']:.1f} s)"]
     if s["best_valid_loss"] is not None:
         lines.append(f"best valid loss {s['best_valid_loss']:.3f} (base 2), "
                      f"valid ppl {s['best_valid_ppl']:.2f}")
