@@ -4,8 +4,9 @@ Every (config, system, tie) cell runs in a fresh spawned process with the same t
 so its peak RSS is its own; the machine's fp32 matmul peak is measured in the same run, so MFU
 is relative to this machine. Token streams are synthetic: throughput does not depend on text.
 
-    python scripts/bench.py                      # all configs, table + runs/bench/bench.json
+    python scripts/bench.py                      # the CPU configs, table + runs/bench/bench.json
     python scripts/bench.py --configs CFG-CHAR --repeats 3 --profile
+    python scripts/bench.py --device cuda --bf16 --compile --configs CFG-GPT2S   # the GPU run of issue 7
 
 Needs the ``bench`` extra (``pip install -e .[bench]``) for the transformers peer.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import datetime
 import json
 import multiprocessing
@@ -51,8 +53,10 @@ CONFIGS = {c.name: c for c in (
     BenchConfig("CFG-CHAR", 65, 4, 4, 128, 512, 64, 12, ties=(True,)),
     BenchConfig("CFG-BPE", 8192, 4, 4, 256, 1024, 256, 16),
     BenchConfig("CFG-32K", 32768, 4, 4, 256, 1024, 256, 16),
+    BenchConfig("CFG-GPT2S", 32768, 12, 12, 768, 3072, 1024, 8),  # GPT-2 small with a 32k vocabulary: for GPUs
 )}
-MAX_POSITIONS = 1024  # room for 256 generated tokens at every config
+CPU_CONFIGS = ["CFG-CHAR", "CFG-BPE", "CFG-32K"]
+MAX_POSITIONS = 1024  # T of CFG-GPT2S; room for 256 generated tokens at every config
 
 
 def flops_per_token(c: BenchConfig) -> float:
@@ -61,16 +65,31 @@ def flops_per_token(c: BenchConfig) -> float:
     return 6 * matmul_params + 12 * c.layers * c.d * c.T
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of an n x n fp32 matmul on this machine and thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(device: torch.device, bf16: bool, repeats: int = 5) -> float:
+    """Best GFLOP/s of a large square matmul on this device, thread count and dtype (bf16 or fp32)."""
+    n = 8192 if device.type == "cuda" else 2048
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     a @ b  # warm-up
     best = 0.0
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
     return best
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def precision(job: dict):
+    """bfloat16 autocast (both systems alike) with ``--bf16``, else a no-op."""
+    return torch.autocast(job["device"], dtype=torch.bfloat16) if job["bf16"] else contextlib.nullcontext()
 
 
 # --- the two systems -----------------------------------------------------------------------------
@@ -154,10 +173,10 @@ def interleaved_rates(runs: dict, repeats: int, warmups: dict | None = None) -> 
             for name, v in rates.items()}
 
 
-def train_runner(system: str, model, c: BenchConfig, steps: int):
+def train_runner(system: str, model, c: BenchConfig, steps: int, job: dict):
     """A callable doing ``steps`` training updates on synthetic batches; returns the tokens trained."""
     g = torch.Generator().manual_seed(0)
-    data = [torch.randint(4, c.vocab, (c.batch, c.T + 1), generator=g) for _ in range(4)]
+    data = [torch.randint(4, c.vocab, (c.batch, c.T + 1), generator=g).to(job["device"]) for _ in range(4)]
     batches = [(x[:, :-1].contiguous(), x[:, 1:].contiguous()) for x in data]
     optimizer = build_optimizer(system, model)
     step = lmtie_step if system == "lmtie" else hf_step
@@ -165,65 +184,83 @@ def train_runner(system: str, model, c: BenchConfig, steps: int):
     def run() -> int:
         model.train()
         for i in range(steps):
-            step(model, optimizer, *batches[i % len(batches)], clip=1.0)
+            with precision(job):
+                step(model, optimizer, *batches[i % len(batches)], clip=1.0)
+        synchronize(torch.device(job["device"]))
         return steps * c.batch * c.T
 
     return run
 
 
-def eval_runner(system: str, model, c: BenchConfig):
+def eval_runner(system: str, model, c: BenchConfig, job: dict):
     """Scoring 4 batches of windows: lmtie's eval-lm path vs a transformers forward pass + log_softmax."""
     import numpy as np
 
     n = 4 * c.batch * c.T
     stream = torch.randint(4, c.vocab, (n,), generator=torch.Generator().manual_seed(1))
     if system == "hf":
-        return lambda: _hf_score(model, stream, c)
-    from lmtie.evaluation.corpus import EvalText
-    from lmtie.evaluation.evaluate import evaluate
+        score = lambda: _hf_score(model, stream.to(job["device"]), c)  # noqa: E731
+    else:
+        from lmtie.evaluation.corpus import EvalText
+        from lmtie.evaluation.evaluate import evaluate
 
-    text = EvalText(stream, np.array([n]), None, None, "synthetic")
-    return lambda: evaluate(model, text, EOS, PAD, c.T, 0, "none", None, c.batch * c.T)[1]["tokens"]
+        text = EvalText(stream, np.array([n]), None, None, "synthetic")
+        score = lambda: evaluate(model, text, EOS, PAD, c.T, 0, "none", None, c.batch * c.T)  # noqa: E731
+
+    def run() -> int:
+        with precision(job):
+            score()
+        synchronize(torch.device(job["device"]))
+        return n
+
+    return run
 
 
-def _hf_score(model, stream: torch.Tensor, c: BenchConfig) -> int:
+def _hf_score(model, stream: torch.Tensor, c: BenchConfig) -> None:
     """log p of every token with the transformers model, ``c.batch`` windows of T at a time."""
     model.eval()
-    inputs = torch.cat([torch.tensor([EOS]), stream[:-1]]).view(-1, c.T)  # (N, T)
+    inputs = torch.cat([stream.new_tensor([EOS]), stream[:-1]]).view(-1, c.T)  # (N, T)
     targets = stream.view(-1, c.T)
     with torch.inference_mode():
         for s in range(0, len(inputs), c.batch):
             logits = model(input_ids=inputs[s:s + c.batch]).logits.float()  # (B, T, V)
             torch.log_softmax(logits, -1).gather(-1, targets[s:s + c.batch, :, None])
-    return stream.numel()
 
 
-def generate_runner(system: str, model, new_tokens: int, use_cache: bool):
-    """Greedy generation of ``new_tokens`` from a one-token prompt; returns the tokens made."""
+def generate_runner(system: str, model, new_tokens: int, use_cache: bool, job: dict):
+    """Greedy generation of ``new_tokens`` from a one-token prompt, batch 1; returns the tokens made."""
     if system == "lmtie":
         from lmtie.evaluation.generation import generate
 
-        return lambda: generate(model, [EOS], new_tokens, greedy=True, use_cache=use_cache).size(1)
+        make = lambda: generate(model, [EOS], new_tokens, greedy=True, use_cache=use_cache).size(1)  # noqa: E731
+    else:
+        def make() -> int:
+            model.eval()
+            with torch.inference_mode():
+                out = model.generate(torch.tensor([[EOS]], device=job["device"]), max_new_tokens=new_tokens,
+                                     min_new_tokens=new_tokens, do_sample=False, use_cache=use_cache,
+                                     pad_token_id=PAD)
+            return out.size(1) - 1
 
     def run() -> int:
-        model.eval()
-        with torch.inference_mode():
-            out = model.generate(torch.tensor([[EOS]]), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                                 do_sample=False, use_cache=use_cache, pad_token_id=PAD)
-        return out.size(1) - 1
+        with precision(job):
+            n = make()
+        synchronize(torch.device(job["device"]))
+        return n
 
     return run
 
 
-def profile_train(system: str, model, c: BenchConfig, rows: int = 15) -> str:
-    """torch.profiler table of two training updates (after one warm-up), by self CPU time."""
+def profile_run(run, device: str, rows: int = 15) -> str:
+    """torch.profiler table of one ``run()`` (after one warm-up), by self time on the device."""
     from torch.profiler import ProfilerActivity, profile
 
-    run = train_runner(system, model, c, steps=2)
     run()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
         run()
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
 
 
 def _setup_child(job: dict) -> BenchConfig:
@@ -232,33 +269,47 @@ def _setup_child(job: dict) -> BenchConfig:
     return BenchConfig(**job["config"])
 
 
+def _build(system: str, c: BenchConfig, job: dict):
+    """(the model to train and score, possibly compiled; the plain model, for generation)."""
+    model = SYSTEMS[system](c, job["tied"]).to(job["device"])
+    return (torch.compile(model) if job["compile"] else model), model
+
+
 def memory_cell(job: dict) -> dict:
-    """Peak RSS a few training updates add to a fresh process (spawned per system: RSS peaks never reset)."""
+    """Peak memory a few training updates add to a fresh process (spawned per system: RSS peaks
+    never reset); on a GPU, the peak of ``torch.cuda.max_memory_allocated`` over the start.
+    Always eager: compiling here would cost minutes per cell."""
     c = _setup_child(job)
     if job["system"] == "hf":
         import transformers  # noqa: F401  (imports before the baseline, like lmtie's own below)
     import lmtie.training.criterion  # noqa: F401
     import lmtie.training.optim  # noqa: F401
-    base = _rss_mb()
-    model = SYSTEMS[job["system"]](c, job["tied"])
-    train_runner(job["system"], model, c, steps=2)()
-    return {"peak_rss_mb": _peak_rss_mb(), "rss_added_mb": _peak_rss_mb() - base}
+    cuda = job["device"] == "cuda"
+    base = torch.cuda.memory_allocated() / 2 ** 20 if cuda else _rss_mb()
+    model = SYSTEMS[job["system"]](c, job["tied"]).to(job["device"])
+    train_runner(job["system"], model, c, 2, job)()
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else _peak_rss_mb()
+    return {"peak_mb": peak, "added_mb": peak - base}
 
 
 def speed_cell(job: dict) -> dict:
     """Training, evaluation and generation tokens/s of both systems, interleaved, in one process."""
     c = _setup_child(job)
-    models = {system: build(c, job["tied"]) for system, build in SYSTEMS.items()}
+    built = {system: _build(system, c, job) for system in SYSTEMS}
+    models = {s: m for s, (m, _) in built.items()}
     out: dict = {"load_avg_1min": os.getloadavg()[0]}
     if job["profile"]:
-        out["profile"] = {s: profile_train(s, m, c) for s, m in models.items()}
-    out["train"] = interleaved_rates({s: train_runner(s, m, c, job["steps"]) for s, m in models.items()},
+        out["profile"] = {f"{kind} {s}": profile_run(make(s, m), job["device"]) for s, m in models.items()
+                          for kind, make in (("2 training updates", lambda s, m: train_runner(s, m, c, 2, job)),
+                                             ("evaluation", lambda s, m: eval_runner(s, m, c, job)))}
+    out["train"] = interleaved_rates({s: train_runner(s, m, c, job["steps"], job) for s, m in models.items()},
                                      job["repeats"])
-    out["eval"] = interleaved_rates({s: eval_runner(s, m, c) for s, m in models.items()}, job["repeats"])
+    out["eval"] = interleaved_rates({s: eval_runner(s, m, c, job) for s, m in models.items()}, job["repeats"])
     if job["generate"]:
+        plain = {s: m for s, (_, m) in built.items()}  # decoding shapes change every step: never compiled
         for cached in (True, False):  # uncached decoding is slow: time it once, after a short warm-up
-            runs = {s: generate_runner(s, m, job["new_tokens"], cached) for s, m in models.items()}
-            warm = {s: generate_runner(s, m, 8, cached) for s, m in models.items()}
+            runs = {s: generate_runner(s, m, job["new_tokens"], cached, job) for s, m in plain.items()}
+            warm = {s: generate_runner(s, m, 8, cached, job) for s, m in plain.items()}
             out[f"generate_{'cache' if cached else 'nocache'}"] = interleaved_rates(
                 runs, job["gen_repeats"] if cached else 1, warm)
     out["load_avg_1min_end"] = os.getloadavg()[0]
@@ -283,22 +334,23 @@ def run_all(args) -> list[dict]:
         for tied in c.ties:
             job = {"config": asdict(c), "tied": tied, "threads": args.threads, "steps": args.steps,
                    "repeats": args.repeats, "profile": args.profile, "generate": tied,
-                   "new_tokens": args.new_tokens, "gen_repeats": args.gen_repeats}
+                   "new_tokens": args.new_tokens, "gen_repeats": args.gen_repeats, "device": args.device,
+                   "bf16": args.bf16, "compile": args.compile}
             res = {"config": name, "tied": tied, **_in_child(speed_cell, job)}
             res["memory"] = {s: _in_child(memory_cell, {**job, "system": s}) for s in SYSTEMS}
-            for system, prof in res.pop("profile", {}).items():
-                print(f"profile of 2 training updates, {name} {system} {'tied' if tied else 'untied'}:\n{prof}")
+            for what, prof in res.pop("profile", {}).items():
+                print(f"profile of {what}, {name} {'tied' if tied else 'untied'}:\n{prof}")
             print(f"  {name} {'tied' if tied else 'untied'}: train tok/s " + ", ".join(
                 f"{s} {res['train'][s]['tokens_per_s']:.0f}" for s in SYSTEMS), flush=True)
             results.append(res)
     return results
 
 
-def table(results: list[dict], peak: float) -> str:
+def table(results: list[dict], peak: float, device: str) -> str:
     """Markdown: one row per (config, tie, metric), lmtie | HF | ratio."""
     lines = ["| config | tie | metric | lmtie | HF GPT-2 | lmtie / HF |", "|---|---|---|---:|---:|---:|"]
     for r in results:
-        for metric, get, fmt in _metrics(CONFIGS[r["config"]], peak):
+        for metric, get, fmt in _metrics(CONFIGS[r["config"]], peak, device):
             if get(r, "lmtie") is None:
                 continue
             a, b = get(r, "lmtie"), get(r, "hf")
@@ -307,7 +359,7 @@ def table(results: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
-def _metrics(c: BenchConfig, peak: float) -> list:
+def _metrics(c: BenchConfig, peak: float, device: str) -> list:
     rate = lambda key: lambda r, s: r[key][s]["tokens_per_s"] if key in r else None  # noqa: E731
 
     def speedup(r, s):
@@ -317,7 +369,8 @@ def _metrics(c: BenchConfig, peak: float) -> list:
     return [
         ("train tokens/s", rate("train"), "{:,.0f}"),
         ("train MFU", lambda r, s: r["train"][s]["tokens_per_s"] * flops_per_token(c) / (peak * 1e9), "{:.2f}"),
-        ("train memory MB (peak RSS added)", lambda r, s: r["memory"][s]["rss_added_mb"], "{:,.0f}"),
+        (f"train memory MB ({'peak CUDA memory' if device == 'cuda' else 'peak RSS added'})",
+         lambda r, s: r["memory"][s]["added_mb"], "{:,.0f}"),
         ("eval tokens/s", rate("eval"), "{:,.0f}"),
         ("generate tokens/s, KV cache", rate("generate_cache"), "{:,.1f}"),
         ("generate tokens/s, no cache", rate("generate_nocache"), "{:,.1f}"),
@@ -325,11 +378,13 @@ def _metrics(c: BenchConfig, peak: float) -> list:
     ]
 
 
-def machine(threads: int) -> dict:
+def machine(args) -> dict:
     import transformers
 
-    return {"date": datetime.date.today().isoformat(), "cpu": _cpu_name(), "threads": threads,
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
+    return {"date": datetime.date.today().isoformat(), "cpu": _cpu_name(), "gpu": gpu, "threads": args.threads,
             "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "precision": "bf16 autocast" if args.bf16 else "fp32", "compile": args.compile,
             "load_avg_1min": os.getloadavg()[0]}
 
 
@@ -343,7 +398,10 @@ def _cpu_name() -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--configs", nargs="+", default=CPU_CONFIGS, choices=list(CONFIGS))
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for both systems (peak measured in bf16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models for training and scoring")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads in every cell")
     p.add_argument("--steps", type=int, default=2, help="training updates per timed repeat")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median reported)")
@@ -352,16 +410,20 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of training per cell")
     p.add_argument("--out", default="runs/bench/bench.json", help="where to write the JSON results")
     args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: CUDA is not available on this machine; use --device cpu")
     torch.set_num_threads(args.threads)
-    info = {**machine(args.threads), "command": " ".join(["python scripts/bench.py", *sys.argv[1:]])}
-    info["matmul_peak_gflops"] = matmul_peak_gflops()
+    info = {**machine(args), "command": " ".join(["python scripts/bench.py", *sys.argv[1:]])}
+    device = torch.device(args.device)
+    info["matmul_peak_gflops"] = matmul_peak_gflops(device, args.bf16)
     print(json.dumps(info), flush=True)
     results = run_all(args)
-    info["matmul_peak_gflops_end"] = matmul_peak_gflops()  # load from other processes shows up as a drop
+    info["matmul_peak_gflops_end"] = matmul_peak_gflops(device, args.bf16)  # load from other processes shows as a drop
     peak = max(info["matmul_peak_gflops"], info["matmul_peak_gflops_end"])
-    md = table(results, peak)
-    print(f"\n{info['date']}, {info['cpu']}, {args.threads} threads, torch {info['torch']}, "
-          f"transformers {info['transformers']}, fp32 matmul peak {peak:.1f} GFLOP/s\n\n{md}")
+    md = table(results, peak, args.device)
+    where = info["gpu"] or f"{info['cpu']}, {args.threads} threads"
+    print(f"\n{info['date']}, {where}, torch {info['torch']}, transformers {info['transformers']}, "
+          f"{info['precision']}{', compiled' if args.compile else ''}, matmul peak {peak:.1f} GFLOP/s\n\n{md}")
     _write_json(Path(args.out), {"machine": info, "results": results, "table": md})
 
 
