@@ -1,5 +1,6 @@
 """lmtie-train end to end: exact resume after SIGKILL, preemption, numerical faults, bad input."""
 
+import json
 import os
 import pickle
 import re
@@ -40,6 +41,7 @@ def test_tied_model_trains_and_writes_checkpoints_and_metrics(corpus, tmp_path):
     ck = ckpt_io.load(tmp_path / "checkpoint_last.safetensors")
     assert ck.train_state["step"] == 20 and ck.config["model"]["share_decoder_input_output_embed"] is True
     assert "decoder.embed_out" not in ck.model_state  # the tied matrix is stored once
+    assert json.loads((tmp_path / "config.json").read_text()) == ck.config  # the configs beside the checkpoints
     assert torch.count_nonzero(ck.model_state["decoder.embed_tokens.weight"][1]) == 0  # pad row stays zero
 
 

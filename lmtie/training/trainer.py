@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import random
 import signal
@@ -22,6 +23,7 @@ import torch
 
 from lmtie.data import LanguageModelDataset, batch_indices, epoch_order
 from lmtie.errors import UserError
+from lmtie.io import atomic_write_text
 from lmtie.models import check_tie, unwrap
 from lmtie.training import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
@@ -290,6 +292,8 @@ class Trainer:
             return
         for name in names:
             ckpt_io.save(self._path(name), state)
+        # the run's configs, readable without lmtie; each checkpoint also carries its own copy
+        atomic_write_text(Path(self.s.ckpt.save_dir) / "config.json", json.dumps(state.config, indent=1) + "\n")
         self._prune()
 
     def _checkpoint(self) -> ckpt_io.Checkpoint:
