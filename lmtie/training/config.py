@@ -67,7 +67,7 @@ class RunConfig:
     arch: str = field("transformer_lm_tiny", "named model size; explicit model flags override it")
     seed: int = field(1, "seed of initialisation, data order and dropout")
     device: str = field("auto", "cpu, cuda, cuda:N or auto")
-    bf16: bool = field(False, "bfloat16 autocast (GPU)")
+    bf16: bool = field(False, "bfloat16 autocast (GPUs, and CPUs with bf16 matmul instructions: AVX512-BF16, AMX)")
     compile: bool = field(False, "torch.compile the model (costs start-up time)")
     ddp_backend: Literal["pytorch_ddp", "fully_sharded"] = field(
         "pytorch_ddp", "under torchrun: DDP, or FSDP2 fully_shard for models that do not fit one device")
