@@ -5,7 +5,8 @@ import torch
 
 from lmtie.cli import generate as generate_cli
 from lmtie.data import Dictionary
-from lmtie.evaluation.generation import filter_logits, generate
+from lmtie.evaluation.generation import column_major_weights, filter_logits, generate
+from lmtie.models import check_tie
 from eval_helpers import WORDS, save_checkpoint, tiny_model, train_on_cycle
 
 V = 40
@@ -32,6 +33,32 @@ def test_cache_gives_the_same_next_token_distribution_as_a_full_rerun():
     full = model(seq)[0, -1]
     keep = torch.arange(V) != 1
     assert torch.allclose(step[keep], full[keep], atol=1e-5)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_column_major_decoding_layout_keeps_values_and_is_undone(tied):
+    model = tiny_model(V, tied=tied)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seq = torch.tensor([[2, 5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        expected = model(seq)
+        with column_major_weights(model):
+            dec = model.decoder
+            assert dec.embed_out.stride() == (1, dec.embed_out.size(0))  # (V, d) stored column-major
+            assert dec.layers[0].ffn.fc1.weight.stride()[0] == 1
+            assert (dec.embed_out is dec.embed_tokens.weight) == tied  # the tie is the same Parameter
+            assert torch.allclose(model(seq), expected, atol=1e-5, rtol=1e-5)
+    for k, v in model.state_dict().items():
+        assert v.is_contiguous() and torch.equal(v, before[k]), k
+    check_tie(model)
+
+
+def test_column_major_layout_is_undone_when_decoding_fails():
+    model = tiny_model(V)
+    with pytest.raises(RuntimeError, match="stop"):
+        with column_major_weights(model):
+            raise RuntimeError("stop")
+    assert all(p.is_contiguous() for p in model.parameters())
 
 
 def test_sampling_is_reproducible_with_a_seed_and_varies_without():
