@@ -70,11 +70,9 @@ def generate(model: torch.nn.Module, prompt_ids: Sequence[int] | torch.Tensor, m
     was_training = model.training
     model.eval()
     try:
-        if not use_cache:
-            with torch.inference_mode():
-                return _decode_uncached(model, prompt, steps, pick)
         with column_major_weights(model), torch.inference_mode():
-            return _decode_cached(model, prompt, steps, pick)
+            run = _decode_cached if use_cache else _decode_uncached
+            return run(model, prompt, steps, pick)
     finally:
         model.train(was_training)
 
@@ -83,10 +81,11 @@ def generate(model: torch.nn.Module, prompt_ids: Sequence[int] | torch.Tensor, m
 def column_major_weights(model: nn.Module):
     """Store the Linear weights and the output matrix column-major while decoding on a CPU.
 
-    A cached step multiplies one row per sequence by every weight, reading each weight once:
-    with the (out, in) matrices stored column-major, MKL's matrix-vector product streams them at
-    several times the bandwidth of the row-major layout (README, "Performance"). Only strides
-    change, not values, and the row-major layout is restored afterwards. GPUs are left alone.
+    A cached step multiplies one row per sequence by every weight, reading each weight once (and
+    a step without the cache does so for the last position's logits): with the (out, in)
+    matrices stored column-major, MKL's matrix-vector product streams them at several times the
+    bandwidth of the row-major layout (README, "Performance"). Only strides change, not values,
+    and the row-major layout is restored afterwards. GPUs are left alone.
     """
     m = unwrap(model)
     linear = [mod.weight for mod in m.modules() if isinstance(mod, nn.Linear)] + [m.decoder.embed_out]
