@@ -59,6 +59,14 @@ CPU_CONFIGS = ["CFG-CHAR", "CFG-BPE", "CFG-32K"]
 MAX_POSITIONS = 1024  # T of CFG-GPT2S; room for 256 generated tokens at every config
 
 
+MIN_TOKENS = 8192  # per timed repeat: CFG-CHAR's 768-token batches would otherwise time ~0.1 s
+
+
+def batches_per_repeat(c: BenchConfig, at_least: int) -> int:
+    """Batches in one timed repeat: ``at_least``, and enough for MIN_TOKENS tokens."""
+    return max(at_least, -(-MIN_TOKENS // (c.batch * c.T)))
+
+
 def flops_per_token(c: BenchConfig) -> float:
     """Training FLOPs per token: 6 x matmul parameters + 12 x layers x d x T (attention)."""
     matmul_params = c.layers * (4 * c.d * c.d + 2 * c.d * c.ffn) + c.vocab * c.d  # blocks + output layer
@@ -193,10 +201,11 @@ def train_runner(system: str, model, c: BenchConfig, steps: int, job: dict):
 
 
 def eval_runner(system: str, model, c: BenchConfig, job: dict):
-    """Scoring 4 batches of windows: lmtie's eval-lm path vs a transformers forward pass + log_softmax."""
+    """Scoring batches of windows (at least 4, MIN_TOKENS tokens): lmtie's eval-lm path vs a transformers
+    forward pass + log_softmax."""
     import numpy as np
 
-    n = 4 * c.batch * c.T
+    n = batches_per_repeat(c, 4) * c.batch * c.T
     stream = torch.randint(4, c.vocab, (n,), generator=torch.Generator().manual_seed(1))
     if system == "hf":
         score = lambda: _hf_score(model, stream.to(job["device"]), c)  # noqa: E731
@@ -299,10 +308,12 @@ def speed_cell(job: dict) -> dict:
     models = {s: m for s, (m, _) in built.items()}
     out: dict = {"load_avg_1min": os.getloadavg()[0]}
     if job["profile"]:
-        out["profile"] = {f"{kind} {s}": profile_run(make(s, m), job["device"]) for s, m in models.items()
-                          for kind, make in (("2 training updates", lambda s, m: train_runner(s, m, c, 2, job)),
-                                             ("evaluation", lambda s, m: eval_runner(s, m, c, job)))}
-    out["train"] = interleaved_rates({s: train_runner(s, m, c, job["steps"], job) for s, m in models.items()},
+        kinds = {"2 training updates": lambda s: train_runner(s, models[s], c, 2, job),
+                 "evaluation": lambda s: eval_runner(s, models[s], c, job),
+                 "64 cached generation steps": lambda s: generate_runner(s, built[s][1], 64, True, job)}
+        out["profile"] = {f"{kind} {s}": profile_run(make(s), job["device"]) for s in models for kind, make in kinds.items()}
+    steps = job["steps"] or batches_per_repeat(c, 2)
+    out["train"] = interleaved_rates({s: train_runner(s, m, c, steps, job) for s, m in models.items()},
                                      job["repeats"])
     out["eval"] = interleaved_rates({s: eval_runner(s, m, c, job) for s, m in models.items()}, job["repeats"])
     if job["generate"]:
@@ -403,7 +414,8 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for both systems (peak measured in bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models for training and scoring")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads in every cell")
-    p.add_argument("--steps", type=int, default=2, help="training updates per timed repeat")
+    p.add_argument("--steps", type=int, default=0,
+                   help=f"training updates per timed repeat (0: at least 2 and {MIN_TOKENS} tokens)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (median reported)")
     p.add_argument("--new-tokens", type=int, default=256, help="tokens to generate")
     p.add_argument("--gen-repeats", type=int, default=3, help="timed repeats of cached generation (uncached: 1)")

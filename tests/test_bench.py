@@ -43,6 +43,7 @@ def test_bench_runs_cpu_config_with_profile(tmp_path):
     report, stdout = run_bench(tmp_path, "--device", "cpu", "--profile")
     check_report(report, stdout)
     assert "profile of 2 training updates lmtie" in stdout and "profile of evaluation hf" in stdout
+    assert "profile of 64 cached generation steps lmtie" in stdout
 
 
 @pytest.mark.slow
