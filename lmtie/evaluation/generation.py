@@ -85,7 +85,8 @@ def column_major_weights(model: nn.Module):
     a step without the cache does so for the last position's logits): with the (out, in)
     matrices stored column-major, MKL's matrix-vector product streams them at several times the
     bandwidth of the row-major layout (README, "Performance"). Only strides change, not values,
-    and the row-major layout is restored afterwards. GPUs are left alone.
+    and the row-major layout is restored afterwards, so each call copies the weights twice, and
+    the model must not be used from another thread meanwhile. GPUs are left alone.
     """
     m = unwrap(model)
     linear = [mod.weight for mod in m.modules() if isinstance(mod, nn.Linear)] + [m.decoder.embed_out]
