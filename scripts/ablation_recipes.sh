@@ -19,8 +19,10 @@
 #     (ARMS=...,untied-matched)   matched 367,200  67.63±0.77    84.76±0.13    97.08±1.74    tied-matched -8.41 [-11.53, -5.28]
 #   words10k, 1000 upd. (24 min)  tied    740,096  116.94±1.12   111.60±0.50   108.15±0.78   +5.52 [2.78, 8.26]
 #                                 untied  1,380,096 103.44±0.94  104.28±0.57   102.63±0.40
+#                                 matched 752,112  126.87±0.60   119.43±0.75   115.62±0.57   tied-matched -7.46 [-10.83, -4.10]
 #   wikitext2, 400 upd. (9 min)   tied    934,656  245.85±6.45   263.17±1.43   267.92±3.47   +6.07 [-2.88, 15.02]
 #                                 untied  1,769,216 176.82±4.78  262.62±1.99   261.85±0.46
+#                                 matched 970,992  291.75±1.38   297.56±1.11   303.86±1.18   tied-matched -35.94 [-47.48, -24.39]
 #   (wikitext2: trained on valid.txt's first 3,400 lines, valid = its last 360, test = test.txt)
 # At these sizes untied is better or level; tied always shows the higher train ppl; at equal
 # parameter count (untied-matched, width 40) tied is clearly better. Wall times
