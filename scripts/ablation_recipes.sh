@@ -25,7 +25,7 @@
 #                                 matched 970,992  291.75±1.38   297.56±1.11   303.86±1.18   tied-matched -35.94 [-47.48, -24.39]
 #   (wikitext2: trained on valid.txt's first 3,400 lines, valid = its last 360, test = test.txt)
 # At these sizes untied is better or level; tied always shows the higher train ppl; at equal
-# parameter count (untied-matched, width 40) tied is clearly better. Wall times
+# parameter count (untied-matched, widths 40/36/36) tied is clearly better. Wall times
 # include other users' load on the same cores (tokens/s varied up to 3x between seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
