@@ -107,6 +107,18 @@ def test_eval_lm_on_a_split_and_on_the_same_raw_text_agree(tmp_path, capsys):
         assert raw[key] == pytest.approx(split[key], rel=1e-9), key
 
 
+def test_eval_lm_bf16_scores_close_to_fp32(tmp_path, capsys):
+    data_bin = make_data_bin(tmp_path, corpus_text(20, seed=5))
+    ckpt = checkpoint_for(data_bin, tmp_path / "ck.safetensors")
+    args = [str(data_bin), "--path", str(ckpt), "--tokens-per-sample", "16", "--device", "cpu"]
+    assert eval_lm.main(args) == 0
+    fp32 = _json_line(capsys.readouterr().out)
+    assert eval_lm.main([*args, "--bf16"]) == 0
+    bf16 = _json_line(capsys.readouterr().out)
+    assert bf16["tokens"] == fp32["tokens"]
+    assert bf16["ppl"] == pytest.approx(fp32["ppl"], rel=0.02) and bf16["ppl"] != fp32["ppl"]  # autocast took effect
+
+
 def test_eval_lm_refuses_a_data_bin_with_another_dictionary(tmp_path, capsys):
     data_bin = make_data_bin(tmp_path, corpus_text(5))
     other = Dictionary.build(["completely different words here"])

@@ -12,6 +12,8 @@ import math
 import time
 from pathlib import Path
 
+import torch
+
 from lmtie.config import add_dataclass_args, from_args
 from lmtie.errors import UserError, cli_main
 from lmtie.evaluation.config import EvalLMConfig
@@ -64,12 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = from_args(EvalLMConfig, args)
     cfg.validate()
-    model, ckpt = load_model(cfg.path, default_device(cfg.device))
+    device = default_device(cfg.device)
+    model, ckpt = load_model(cfg.path, device)
     text = _load_text(args.data, cfg, ckpt)
     T, mode = window_settings(model, ckpt, cfg.tokens_per_sample, cfg.sample_break_mode)
     start = time.perf_counter()
-    logprobs, metrics = evaluate(model, text, ckpt.dictionary.eos(), ckpt.dictionary.pad(), T, cfg.context_window,
-                                 mode, cfg.batch_size, cfg.max_tokens, cfg.softmax_batch)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        logprobs, metrics = evaluate(model, text, ckpt.dictionary.eos(), ckpt.dictionary.pad(), T,
+                                     cfg.context_window, mode, cfg.batch_size, cfg.max_tokens, cfg.softmax_batch)
     seconds = time.perf_counter() - start
     metrics.update(source=text.name, checkpoint=str(ckpt.path), seconds=seconds)
     word_probs = word_prob_lines(text, logprobs, ckpt.dictionary) if cfg.output_word_probs else None

@@ -29,6 +29,8 @@ class EvalLMConfig:
     output_word_probs: bool = field(False, "print every token with its log2 probability, one line per text line")
     results_path: Optional[str] = field(None, "directory to write the metrics JSON (and word probs) into")
     device: Optional[str] = field(None, "cpu, cuda or cuda:N (default: cuda when available)")
+    bf16: bool = field(False, "bfloat16 autocast for the model (GPUs, CPUs with bf16 instructions); the softmax "
+                              "and the sums stay in fp32/fp64")
 
     def validate(self) -> None:
         if not self.path:
