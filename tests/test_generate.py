@@ -109,6 +109,23 @@ def test_generate_command_prints_samples_and_cache_does_not_change_greedy_text(t
     assert "kv cache on" in cached and "kv cache off" in uncached
 
 
+def test_bf16_decoding_keeps_a_bf16_cache_and_matches_a_bf16_rerun():
+    model = tiny_model(V)
+    train_on_cycle(model, torch.arange(4, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.new_cache(1, 8).kv.dtype == torch.bfloat16
+        seq = torch.tensor([[2, 5, 6, 7]])
+        cache = model.new_cache(1, 8)
+        model(seq[:, :3], cache)
+        step = model(seq[:, 3:], cache)[0, -1].float()
+        full = model(seq)[0, -1].float()
+        cached = generate(model, [2, 4, 5], 20, greedy=True)
+    assert model.new_cache(1, 8).kv.dtype == torch.float32  # outside autocast: the weights' dtype
+    keep = torch.arange(V) != 1
+    assert torch.allclose(step[keep], full[keep], atol=0.1)  # bf16 rounding, not a different computation
+    assert torch.equal(cached, generate(model, [2, 4, 5], 20, greedy=True))  # fp32 picks the same path here
+
+
 def test_generate_command_samples_reproducibly_per_seed(tmp_path, capsys):
     ckpt = str(_checkpoint(tmp_path))
     outs = []

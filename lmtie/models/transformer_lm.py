@@ -264,8 +264,11 @@ class TransformerLanguageModel(nn.Module):
         return self.decoder(tokens, cache)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """A cache in the dtype the keys will have: the autocast dtype under autocast, else the weights'."""
         p = self.decoder.embed_tokens.weight
-        return KVCache(self.cfg, batch_size, min(max_len, self.cfg.max_target_positions), p.device, p.dtype)
+        autocast = torch.is_autocast_enabled(p.device.type)
+        dtype = torch.get_autocast_dtype(p.device.type) if autocast else p.dtype
+        return KVCache(self.cfg, batch_size, min(max_len, self.cfg.max_target_positions), p.device, dtype)
 
     def num_parameters(self) -> dict[str, int]:
         """Unique parameters, a tied matrix counted once.
