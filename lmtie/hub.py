@@ -9,7 +9,7 @@ import torch
 from lmtie.evaluation.corpus import checkpoint_tokenizer, text_to_eval
 from lmtie.evaluation.evaluate import default_device, evaluate, window_settings
 from lmtie.evaluation.generation import generate, prompt_to_ids
-from lmtie.training.checkpoint import load_model
+from lmtie.checkpoint import load_model
 
 
 class LanguageModel:

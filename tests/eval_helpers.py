@@ -10,7 +10,7 @@ import torch
 from lmtie.config import to_dict
 from lmtie.data import Dictionary, PreprocessConfig, preprocess
 from lmtie.models import TransformerLanguageModel, TransformerLMConfig
-from lmtie.training import checkpoint
+from lmtie import checkpoint
 
 WORDS = "the cat sat on a mat and dog ran to big red house with small blue door".split()
 

@@ -20,7 +20,7 @@ from lmtie.data import PreprocessConfig, load_manifest, preprocess
 from lmtie.errors import UserError
 from lmtie.models import build_config
 from lmtie.training import DataConfig, OptimizationConfig, RunConfig
-from lmtie.training import checkpoint as ckpt_io
+from lmtie import checkpoint as ckpt_io
 from lmtie.training.setup import build
 
 WORDS = "the king and queen of a small town sat by red fire with old dog near blue sea".split()

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from lmtie.training import checkpoint as ckpt_io
+from lmtie import checkpoint as ckpt_io
 from train_helpers import TINY, env, make_corpus, metrics, run_train
 
 COMMON = [*TINY, "--dropout", "0", "--max-update", "6", "--log-interval", "1", "--seed", "3",

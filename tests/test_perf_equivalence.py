@@ -126,9 +126,8 @@ def test_fused_adamw_follows_the_for_loop_adamw():
 def test_output_layer_column_fill_equals_adding_the_pad_bias(tied):
     model = tiny_model(tied, torch.float64)
     feats = torch.randn(2, 5, 16, dtype=torch.float64, requires_grad=True)
-    dec = model.decoder
-    ref = F.linear(feats, dec.embed_out, dec.output_bias)
-    out = dec.output_layer(feats)
+    ref = F.linear(feats, model.output_weight, model.output_bias)
+    out = model.logits(feats)
     assert torch.equal(out, ref) and torch.isneginf(out[..., PAD]).all()
     g = torch.randn_like(ref).masked_fill(torch.isneginf(ref), 0)
     assert torch.equal(torch.autograd.grad(out, feats, g)[0], torch.autograd.grad(ref, feats, g)[0])

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from lmtie.errors import UserError
 from lmtie.training import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig, train
-from lmtie.training import checkpoint as ckpt_io
+from lmtie import checkpoint as ckpt_io
 from train_helpers import TINY, env, make_corpus, metrics, run_train, train_cmd
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lmtie.training import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig, train
-from lmtie.training import checkpoint as ckpt_io
+from lmtie import checkpoint as ckpt_io
 from train_helpers import TINY, env, make_corpus, metrics, run_train, train_cmd
 
 TINY_MODEL = {"decoder_layers": 1, "decoder_embed_dim": 32, "decoder_ffn_embed_dim": 64, "decoder_attention_heads": 2}

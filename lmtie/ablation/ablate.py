@@ -18,22 +18,22 @@ from lmtie.ablation.runs import (PREEMPTED, RunSpec, is_finished, launch, read_r
 from lmtie.config import to_dict
 from lmtie.data import Dictionary, ensure_default_data_bin, load_manifest
 from lmtie.errors import UserError
-from lmtie.models import TransformerLMConfig
-from lmtie.models.presets import arch_overrides
+from lmtie.models import arch_overrides, family_of_arch
 from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
 
 _TIE = "share_decoder_input_output_embed"
 
 
-def base_config(model: dict, data: DataConfig, run: RunConfig) -> TransformerLMConfig:
-    """``--arch`` defaults under the explicit model flags, sized to the data's dictionary."""
+def base_config(model: dict, data: DataConfig, run: RunConfig):
+    """``--arch`` defaults under the explicit model flags, sized to the data's dictionary, as the
+    config dataclass of the arch's family."""
     if _TIE in model:
         raise UserError("--share-decoder-input-output-embed is set by each arm (tied, untied); drop it and "
                         "choose the arms with --arms")
     load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
     dictionary = Dictionary.load(Path(data.data) / "dict.txt")
     values = {**arch_overrides(run.arch), **model, "vocab_size": len(dictionary), "padding_idx": dictionary.pad()}
-    return TransformerLMConfig(**values)
+    return family_of_arch(run.arch).config_class(**values)
 
 
 def _checked(ablation: AblationConfig, data: DataConfig, optim: OptimizationConfig,
@@ -75,10 +75,11 @@ def plan_runs(ablation: AblationConfig, model: dict | None = None, data: DataCon
     return specs
 
 
-def _model_dict(fn: ArmFn, base: TransformerLMConfig) -> dict:
+def _model_dict(fn: ArmFn, base) -> dict:
     cfg = fn(base)
-    if not isinstance(cfg, TransformerLMConfig):
-        raise UserError(f"arm {getattr(fn, '__name__', fn)} returned {type(cfg).__name__}, not a TransformerLMConfig")
+    if type(cfg) is not type(base):
+        raise UserError(f"arm {getattr(fn, '__name__', fn)} returned {type(cfg).__name__}, not a "
+                        f"{type(base).__name__} (the base config's family)")
     values = to_dict(cfg)
     return {k: v for k, v in values.items() if k not in ("vocab_size", "padding_idx")}
 

@@ -15,7 +15,7 @@ from lmtie.ablation.runs import PREEMPTED, RESULT_FILE, RunSpec, load_spec
 from lmtie.errors import cli_main
 from lmtie.io import atomic_write_text
 from lmtie.training import train
-from lmtie.training import checkpoint as ckpt_io
+from lmtie import checkpoint as ckpt_io
 
 
 def measure(spec: RunSpec, summary: dict) -> dict:

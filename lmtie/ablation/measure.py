@@ -19,7 +19,7 @@ from lmtie.evaluation import EvalText, checkpoint_tokenizer, evaluate, read_spli
 from lmtie.evaluation.corpus import check_same_dictionary
 from lmtie.evaluation.evaluate import default_device, window_settings
 from lmtie.models import unwrap
-from lmtie.training.checkpoint import load_model
+from lmtie.checkpoint import load_model
 
 
 def split_head(data_bin: str | Path, split: str, ckpt, max_tokens: int) -> EvalText:
@@ -51,13 +51,14 @@ def split_text(data_bin: str | Path, split: str, ckpt, max_tokens: int = 0) -> E
 
 
 def embedding_stats(model) -> dict:
-    """Norm of the <pad> row of embed_tokens; for an untied model, the mean cosine similarity of
-    matching rows of embed_tokens and embed_out (pad excluded; None when tied or widths differ)."""
-    dec = unwrap(model).decoder
-    w, pad = dec.embed_tokens.weight.detach().float(), dec.cfg.padding_idx
+    """Norm of the <pad> row of the input embedding; for an untied model, the mean cosine similarity
+    of matching rows of the input embedding and the output matrix (pad excluded; None when tied or
+    widths differ)."""
+    m = unwrap(model)
+    w, pad = m.input_embedding.weight.detach().float(), m.cfg.padding_idx
     stats = {"pad_row_norm": float(w[pad].norm()), "embed_cosine": None}
-    out = dec.embed_out.detach().float()
-    if not dec.cfg.share_decoder_input_output_embed and out.shape == w.shape:
+    out = m.output_weight.detach().float()
+    if not m.tied and out.shape == w.shape:
         keep = torch.arange(w.size(0)) != pad
         stats["embed_cosine"] = float(F.cosine_similarity(w[keep], out[keep], dim=1).mean())
     return stats

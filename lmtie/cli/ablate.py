@@ -18,9 +18,9 @@ from lmtie.errors import cli_main
 from lmtie.training import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """lmtie-train's parser (so every training flag is accepted), plus the ablation's own flags."""
-    p = train_parser()
+    p = train_parser(argv)
     p.prog, p.description = "lmtie-ablate", __doc__
     add_dataclass_args(p, AblationConfig, "ablation")
     return p
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     run_ablation(from_args(AblationConfig, args), model_overrides(args), from_args(DataConfig, args),
                  from_args(OptimizationConfig, args),
                  from_args(CheckpointConfig, args), from_args(RunConfig, args))

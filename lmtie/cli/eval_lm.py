@@ -21,7 +21,7 @@ from lmtie.evaluation.corpus import EvalText, checkpoint_tokenizer, read_input_f
 from lmtie.evaluation.evaluate import default_device, evaluate, window_settings
 from lmtie.evaluation.metrics import LN2, format_metrics
 from lmtie.io import atomic_write_text
-from lmtie.training.checkpoint import load_model
+from lmtie.checkpoint import load_model
 
 
 def build_parser() -> argparse.ArgumentParser:

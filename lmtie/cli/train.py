@@ -1,4 +1,4 @@
-"""lmtie-train: train a tied or untied Transformer LM (fairseq-train's flags)."""
+"""lmtie-train: train a tied or untied language model (fairseq-train's flags; --arch picks the model family)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,26 @@ import sys
 
 from lmtie.config import add_dataclass_args, from_args
 from lmtie.errors import cli_main
-from lmtie.models import TransformerLMConfig
+from lmtie.models import archs_of, family_of_arch
 from lmtie.training import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig, train
 
 
-def build_parser() -> argparse.ArgumentParser:
+def arch_of(argv: list[str] | None) -> str:
+    """``--arch`` alone, read first: it picks the model family, whose config gives the model flags."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--arch", default=RunConfig.arch)
+    return pre.parse_known_args(argv)[0].arch
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The flags of every training config; the model flags are those of the ``--arch`` in ``argv``."""
+    family = family_of_arch(arch_of(argv))
     p = argparse.ArgumentParser(prog="lmtie-train", description=__doc__)
     p.add_argument("data", nargs="?", default=None,
                    help="DATA_BIN from lmtie-preprocess or fairseq-preprocess (default: the embedded corpus)")
     add_dataclass_args(p, RunConfig, "run")
-    add_dataclass_args(p, TransformerLMConfig, "model", suppress_defaults=True)
+    title = f"model: family {family.name} (--arch {', '.join(archs_of(family.name))})"
+    add_dataclass_args(p, family.config_class, title, suppress_defaults=True)
     add_dataclass_args(p, DataConfig, "data")
     add_dataclass_args(p, OptimizationConfig, "optimization")
     add_dataclass_args(p, CheckpointConfig, "checkpoint")
@@ -28,12 +38,13 @@ def model_overrides(args: argparse.Namespace) -> dict:
     """Only the model flags given on the command line (the rest come from --arch)."""
     import dataclasses
 
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TransformerLMConfig) if hasattr(args, f.name)}
+    fields = dataclasses.fields(family_of_arch(args.arch).config_class)
+    return {f.name: getattr(args, f.name) for f in fields if hasattr(args, f.name)}
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     summary = train(model_overrides(args), from_args(DataConfig, args), from_args(OptimizationConfig, args),
                     from_args(CheckpointConfig, args), from_args(RunConfig, args))
     if summary is not None and args.log_format != "none":

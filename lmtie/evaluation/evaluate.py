@@ -23,7 +23,7 @@ def default_device(device: str | None) -> torch.device:
 def window_settings(model, ckpt, tokens_per_sample: int | None, sample_break_mode: str | None) -> tuple[int, str]:
     """Unset options fall back to the checkpoint's training data config; T must fit the positions."""
     data = (ckpt.config or {}).get("data", {}) if ckpt is not None else {}
-    limit = unwrap(model).cfg.max_target_positions
+    limit = unwrap(model).max_positions
     T = tokens_per_sample or data.get("tokens_per_sample") or limit
     mode = sample_break_mode or data.get("sample_break_mode") or "none"
     if T > limit:

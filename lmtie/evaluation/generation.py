@@ -46,7 +46,7 @@ def next_token(logits: torch.Tensor, greedy: bool, temperature: float, top_k: in
 
 def _room(model, prompt_len: int, max_new_tokens: int) -> int:
     """How many new tokens fit in the model's positions (warn when that is fewer than asked)."""
-    limit = unwrap(model).cfg.max_target_positions
+    limit = unwrap(model).max_positions
     if prompt_len > limit:
         raise UserError(f"--prompt is {prompt_len} tokens but the model has only {limit} positions; shorten it")
     if prompt_len + max_new_tokens > limit:
@@ -89,7 +89,7 @@ def column_major_weights(model: nn.Module):
     the model must not be used from another thread meanwhile. GPUs are left alone.
     """
     m = unwrap(model)
-    linear = [mod.weight for mod in m.modules() if isinstance(mod, nn.Linear)] + [m.decoder.embed_out]
+    linear = [mod.weight for mod in m.modules() if isinstance(mod, nn.Linear)] + [m.output_weight]
     weights = [w for w in {id(w): w for w in linear}.values()  # a tied matrix once
                if w.device.type == "cpu" and type(w.data) is torch.Tensor]  # not sharded (DTensor)
     for w in weights:
@@ -125,8 +125,8 @@ def _decode_uncached(model, prompt: torch.Tensor, steps: int, pick) -> torch.Ten
 
 def _last_logits(model, tokens: torch.Tensor, cache=None) -> torch.Tensor:
     """(B, V) logits of the last position of (B, T) ``tokens``."""
-    decoder = unwrap(model).decoder
-    return decoder.output_layer(decoder.features(tokens, cache)[:, -1])
+    m = unwrap(model)
+    return m.logits(m.features(tokens, cache)[:, -1])
 
 
 def prompt_to_ids(tokenizer, text: str) -> list[int]:

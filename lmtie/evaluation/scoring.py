@@ -30,11 +30,11 @@ def _batch_tensors(stream: torch.Tensor, group: Sequence[Window], eos: int, pad:
     return inputs, targets, scored
 
 
-def _target_logprobs(decoder, features: torch.Tensor, targets: torch.Tensor, softmax_batch: int) -> torch.Tensor:
+def _target_logprobs(model, features: torch.Tensor, targets: torch.Tensor, softmax_batch: int) -> torch.Tensor:
     """log p(target) for (n, d) features and (n,) targets, ``softmax_batch`` rows at a time."""
     out = torch.empty(len(targets), dtype=torch.float64, device=features.device)
     for s in range(0, len(targets), softmax_batch):
-        logits = decoder.output_layer(features[s:s + softmax_batch])  # (n, V)
+        logits = model.logits(features[s:s + softmax_batch])  # (n, V)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half precision: softmax in fp32
         out[s:s + softmax_batch] = _logprob_of(logits, targets[s:s + softmax_batch]).double()
     return out
@@ -51,8 +51,8 @@ def score_stream(model: torch.nn.Module, stream: torch.Tensor, windows: Sequence
                  batch_size: int | None = None, max_tokens: int | None = None,
                  softmax_batch: int = 4096) -> torch.Tensor:
     """Natural-log probability of every token of ``stream`` (float64, CPU), each scored once."""
-    decoder = unwrap(model).decoder
-    device = next(decoder.parameters()).device
+    m = unwrap(model)
+    device = m.input_embedding.weight.device
     stream = stream.long().cpu()
     result = torch.full((len(stream),), float("nan"), dtype=torch.float64)
     was_training = model.training
@@ -61,8 +61,8 @@ def score_stream(model: torch.nn.Module, stream: torch.Tensor, windows: Sequence
         with torch.inference_mode():
             for group in batches(windows, batch_size, max_tokens):
                 inputs, targets, scored = _batch_tensors(stream, group, eos, pad)
-                feats = decoder.features(inputs.to(device))  # (B, L, d_out)
-                lp = _target_logprobs(decoder, feats[scored.to(device)], targets[scored].to(device), softmax_batch)
+                feats = m.features(inputs.to(device))  # (B, L, d_out)
+                lp = _target_logprobs(m, feats[scored.to(device)], targets[scored].to(device), softmax_batch)
                 result[_stream_positions(group)] = lp.cpu()
     finally:
         model.train(was_training)

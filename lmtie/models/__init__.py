@@ -1,8 +1,19 @@
-"""Model layer: the Transformer LM, its config and named sizes."""
+"""Model layer: the model protocol (``base.py``), the registry of families and ``--arch`` sizes, and the families.
 
-from lmtie.models.presets import ARCHS, build_config
-from lmtie.models.transformer_lm import (KVCache, TransformerLanguageModel, TransformerLMConfig, check_tie,
-                                         unwrap)
+Importing this package registers every family below; a new family is one module here, imported
+on the last lines.
+"""
 
-__all__ = ["ARCHS", "KVCache", "TransformerLMConfig", "TransformerLanguageModel", "build_config", "check_tie",
-           "unwrap"]
+from lmtie.models.base import LanguageModel, check_tie, unwrap
+from lmtie.models.registry import (ARCHS, DEFAULT_FAMILY, FAMILIES, Family, arch_overrides, build_config, build_model,
+                                   archs_of, family_of_arch, family_of_config, get_family, register_arch,
+                                   register_model)
+
+# the families (each registers itself and its --arch sizes on import)
+from lmtie.models import transformer_lm, presets  # noqa: E402,F401  isort: skip
+from lmtie.models.transformer_lm import KVCache, TransformerLanguageModel, TransformerLMConfig  # noqa: E402
+
+__all__ = ["ARCHS", "DEFAULT_FAMILY", "FAMILIES", "Family", "KVCache", "LanguageModel", "LlamaConfig",
+           "LlamaLanguageModel", "TransformerLMConfig", "TransformerLanguageModel", "arch_overrides", "archs_of",
+           "build_config", "build_model", "check_tie", "family_of_arch", "family_of_config", "get_family",
+           "register_arch", "register_model", "unwrap"]

@@ -1,4 +1,4 @@
-"""Named model sizes (``--arch``), each a small function deriving from the base config.
+"""Named sizes (``--arch``) of the ``transformer_lm`` family, each a small function of field overrides.
 
 Sizes follow fairseq's architecture functions of the same names; ``transformer_lm_tiny`` is
 lmtie's own, small enough to train in minutes on two CPU cores.
@@ -6,65 +6,39 @@ lmtie's own, small enough to train in minutes on two CPU cores.
 
 from __future__ import annotations
 
-from typing import Callable
-
-from lmtie.models.transformer_lm import TransformerLMConfig
-
-ARCHS: dict[str, Callable[[], dict]] = {}
+from lmtie.models.registry import register_arch
 
 
-def register_arch(name: str):
-    def wrap(fn: Callable[[], dict]):
-        ARCHS[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_arch("transformer_lm")
+@register_arch("transformer_lm", "transformer_lm")
 def transformer_lm() -> dict:
     return {}  # the config defaults are fairseq's transformer_lm
 
 
-@register_arch("transformer_lm_tiny")
+@register_arch("transformer_lm_tiny", "transformer_lm")
 def transformer_lm_tiny() -> dict:
     return dict(decoder_embed_dim=128, decoder_ffn_embed_dim=512, decoder_layers=2,
                 decoder_attention_heads=4, dropout=0.1, max_target_positions=512)
 
 
-@register_arch("transformer_lm_small")
+@register_arch("transformer_lm_small", "transformer_lm")
 def transformer_lm_small() -> dict:
     return dict(decoder_embed_dim=256, decoder_ffn_embed_dim=1024, decoder_layers=4,
                 decoder_attention_heads=4, dropout=0.1, max_target_positions=1024)
 
 
-@register_arch("transformer_lm_big")
+@register_arch("transformer_lm_big", "transformer_lm")
 def transformer_lm_big() -> dict:
     return dict(decoder_embed_dim=1024, decoder_ffn_embed_dim=4096, decoder_attention_heads=16)
 
 
-@register_arch("transformer_lm_gpt2_small")
+@register_arch("transformer_lm_gpt2_small", "transformer_lm")
 def transformer_lm_gpt2_small() -> dict:
     return dict(decoder_embed_dim=1024, decoder_ffn_embed_dim=4096, decoder_layers=24,
                 decoder_attention_heads=16, dropout=0.1, attention_dropout=0.1, activation_fn="gelu")
 
 
-@register_arch("transformer_lm_gpt")
+@register_arch("transformer_lm_gpt", "transformer_lm")
 def transformer_lm_gpt() -> dict:
     """GPT-1/GPT-2-small shape: 12 layers, d=768 (fairseq's ``transformer_lm_gpt``)."""
     return dict(decoder_embed_dim=768, decoder_ffn_embed_dim=3072, decoder_layers=12,
                 decoder_attention_heads=12, dropout=0.1, attention_dropout=0.1, activation_fn="gelu")
-
-
-def arch_overrides(name: str) -> dict:
-    """The field values that ``--arch name`` sets; unknown names list the known ones."""
-    from lmtie.errors import UserError
-
-    if name not in ARCHS:
-        raise UserError(f"--arch {name!r} is unknown; choose one of {', '.join(sorted(ARCHS))}")
-    return ARCHS[name]()
-
-
-def build_config(arch: str, **overrides) -> TransformerLMConfig:
-    """``--arch`` defaults, then explicit overrides."""
-    return TransformerLMConfig(**{**arch_overrides(arch), **overrides})

@@ -17,6 +17,8 @@ from torch import nn
 
 from lmtie.config import field
 from lmtie.errors import UserError
+from lmtie.models.base import LanguageModel
+from lmtie.models.registry import register_model
 from lmtie.modules.embedding import Embedding, sinusoidal_table
 
 
@@ -65,6 +67,30 @@ class TransformerLMConfig:
 
     def replace(self, **changes) -> "TransformerLMConfig":
         return dataclasses.replace(self, **changes)
+
+    def with_positions(self, n: int) -> "TransformerLMConfig":
+        """A config serving ``n`` positions: sinusoidal positions extend freely, learned ones do not."""
+        if n <= self.max_target_positions:
+            return self
+        if self.decoder_learned_pos:
+            raise UserError(f"--tokens-per-sample {n} exceeds --max-target-positions {self.max_target_positions} "
+                            "with --decoder-learned-pos; raise --max-target-positions or shorten the samples")
+        return self.replace(max_target_positions=n)
+
+    def widths(self) -> range:
+        """Residual widths the parameter-matched ablation arm may pick: multiples of the head count."""
+        h = self.decoder_attention_heads
+        return range(h, self.decoder_embed_dim + 1, h)
+
+    def at_width(self, width: int) -> "TransformerLMConfig":
+        """This model at residual width ``width``: the FFN scaled with it; input/output widths follow
+        when they equalled the old width."""
+        d = self.decoder_embed_dim
+        follow = lambda dim: width if dim == d else dim  # noqa: E731
+        ffn = max(1, round(self.decoder_ffn_embed_dim * width / d))
+        return self.replace(decoder_embed_dim=width, decoder_ffn_embed_dim=ffn,
+                            decoder_input_dim=follow(self.decoder_input_dim),
+                            decoder_output_dim=follow(self.decoder_output_dim))
 
 
 class KVCache:
@@ -170,11 +196,6 @@ class TransformerDecoder(nn.Module):
         if not cfg.share_decoder_input_output_embed:
             self.embed_out = nn.Parameter(torch.empty(cfg.vocab_size, d_out))
             nn.init.normal_(self.embed_out, mean=0.0, std=d_out ** -0.5)  # same scale as the tied matrix
-        # <pad> is never a target: a -inf logit gives it probability 0, so the output never sends
-        # gradient to its row and a tied pad row stays exactly zero (fairseq issue 4633).
-        pad_bias = torch.zeros(cfg.vocab_size)
-        pad_bias[cfg.padding_idx] = float("-inf")
-        self.register_buffer("output_bias", pad_bias, persistent=False)
 
     @property
     def embed_out(self) -> nn.Parameter:
@@ -224,86 +245,39 @@ class TransformerDecoder(nn.Module):
             x = self.layer_norm(x)
         return x if self.project_out_dim is None else self.project_out_dim(x)
 
-    def output_layer(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., d_out) features -> (..., V) logits, with <pad> at -inf.
 
-        Filling the one <pad> column equals adding ``output_bias`` (zeros and that -inf) but skips
-        a pass over the whole (..., V) output; the fill also stops gradient into the pad row.
-        """
-        logits = F.linear(features, self.embed_out)
-        return logits.index_fill_(-1, self._pad_index(logits.device), float("-inf"))
+@register_model("transformer_lm")
+class TransformerLanguageModel(LanguageModel):
+    """fairseq's ``transformer_lm``: ``forward(tokens)`` returns logits for every position, (B, T) -> (B, T, V)."""
 
-    def _pad_index(self, device: torch.device) -> torch.Tensor:
-        return torch.tensor([self.cfg.padding_idx], device=device)
-
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        return self.output_layer(self.features(tokens, cache))
-
-
-class TransformerLanguageModel(nn.Module):
-    """``forward(tokens)`` returns logits for every position: (B, T) -> (B, T, V)."""
+    config_class = TransformerLMConfig
+    output_head_key = "decoder.embed_out"
 
     def __init__(self, cfg: TransformerLMConfig):
         super().__init__()
         self.cfg = cfg
         self.decoder = TransformerDecoder(cfg)
-        check_tie(self)
+        self._register_output_mask()
+        self.check_tie()
 
-    @classmethod
-    def build(cls, cfg: TransformerLMConfig, dictionary=None) -> "TransformerLanguageModel":
-        """Build from a config, taking the vocabulary size and pad index from ``dictionary`` if given."""
-        if dictionary is not None:
-            cfg = cfg.replace(vocab_size=len(dictionary), padding_idx=dictionary.pad())
-        return cls(cfg)
+    def features(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        return self.decoder.features(tokens, cache)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, features_only: bool = False) -> torch.Tensor:
-        """Logits; with ``features_only`` (fairseq's name) the features before the output layer, for
-        a loss that fuses the projection but must still call through DDP/FSDP wrappers."""
-        if features_only:
-            return self.decoder.features(tokens, cache)
-        return self.decoder(tokens, cache)
+    @property
+    def input_embedding(self) -> nn.Embedding:
+        return self.decoder.embed_tokens
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        return self.decoder.embed_out
+
+    def embedding_parameters(self) -> list[torch.Tensor]:
+        pos = self.decoder.embed_positions
+        return super().embedding_parameters() + ([pos] if isinstance(pos, nn.Parameter) else [])
+
+    def shard_units(self) -> list[nn.Module]:
+        return list(self.decoder.layers)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
-        """A cache in the dtype the keys will have: the autocast dtype under autocast, else the weights'."""
-        p = self.decoder.embed_tokens.weight
-        autocast = torch.is_autocast_enabled(p.device.type)
-        dtype = torch.get_autocast_dtype(p.device.type) if autocast else p.dtype
-        return KVCache(self.cfg, batch_size, min(max_len, self.cfg.max_target_positions), p.device, dtype)
-
-    def num_parameters(self) -> dict[str, int]:
-        """Unique parameters, a tied matrix counted once.
-
-        ``embedding`` is the token embedding, a separate output matrix and learned positions
-        (Kaplan et al. 2020 leave all three out of the "non-embedding" count).
-        """
-        dec = self.decoder
-        embedding = [dec.embed_tokens.weight, dec.embed_out]
-        if isinstance(dec.embed_positions, nn.Parameter):
-            embedding.append(dec.embed_positions)
-        unique = {id(p): p for p in self.parameters()}
-        emb = sum(p.numel() for p in {id(p): p for p in embedding}.values())
-        total = sum(p.numel() for p in unique.values())
-        return {"total": total, "embedding": emb, "non_embedding": total - emb}
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside DDP/FSDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if inner is None:
-            return model
-        model = inner
-
-
-def check_tie(model: nn.Module) -> None:
-    """Raise if the config's tie flag and the actual parameters disagree (call after build/load/move/wrap)."""
-    m = unwrap(model)
-    dec, want = m.decoder, m.cfg.share_decoder_input_output_embed
-    separate = dec._parameters.get("embed_out")
-    shares_storage = separate is not None and separate.data_ptr() == dec.embed_tokens.weight.data_ptr()
-    if want and separate is not None:
-        raise RuntimeError("tie broken: share_decoder_input_output_embed=True but the decoder holds a separate "
-                           "embed_out Parameter")
-    if not want and (separate is None or shares_storage):
-        raise RuntimeError("tie broken: share_decoder_input_output_embed=False but embed_out is missing or "
-                           "shares storage with embed_tokens.weight")
+        device, dtype = self._cache_dtype()
+        return KVCache(self.cfg, batch_size, min(max_len, self.cfg.max_target_positions), device, dtype)

@@ -7,7 +7,7 @@ from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConf
 
 def train(model: dict | None = None, data: DataConfig | None = None, optim: OptimizationConfig | None = None,
           ckpt: CheckpointConfig | None = None, run: RunConfig | None = None) -> dict:
-    """Train an LM and return the run summary; ``model`` holds TransformerLMConfig overrides of ``run.arch``.
+    """Train an LM and return the run summary; ``model`` holds config overrides of ``run.arch`` (its family's fields).
 
     Example: ``train({"share_decoder_input_output_embed": True}, DataConfig(data="data-bin/x"),
     OptimizationConfig(max_update=100))``.

@@ -9,7 +9,6 @@ dropped. Results equal the plain ``F.cross_entropy(model(source))`` (tests/test_
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lmtie.models import unwrap
@@ -20,15 +19,10 @@ CHUNK_ELEMENTS = 2 ** 23  # logits per chunk (32 MiB in fp32): matmuls of fewer 
 def lm_loss(model: nn.Module, source: torch.Tensor, target: torch.Tensor, pad: int) -> tuple[torch.Tensor, int]:
     """(sum of -log p(target) over non-pad targets, in nats; number of those targets)."""
     ntokens = int(target.ne(pad).sum())
-    decoder = getattr(unwrap(model), "decoder", None)
-    if decoder is None or not hasattr(decoder, "output_bias"):  # another model: plain logits
-        logits = model(source)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=pad, reduction="sum")
-        return loss, ntokens
+    m = unwrap(model)
     # through the wrapper, so DDP prepares its gradient reduction and FSDP gathers the parameters
     features = model(source, features_only=True)  # (B, T, d_out)
-    loss = linear_cross_entropy(features.flatten(0, 1), decoder.embed_out, decoder.output_bias,
-                                target.flatten(), pad)
+    loss = linear_cross_entropy(features.flatten(0, 1), m.output_weight, m.output_bias, target.flatten(), pad)
     return loss, ntokens
 
 

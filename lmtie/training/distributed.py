@@ -44,9 +44,9 @@ def wrap(model: nn.Module, info: DistInfo, backend: str, device: torch.device) -
     if backend == "fully_sharded":
         from torch.distributed.fsdp import fully_shard
 
-        for block in model.decoder.layers:
-            fully_shard(block)
-        fully_shard(model)  # the root group holds embed_tokens, which is also the tied head: one shard group
+        for unit in model.shard_units():
+            fully_shard(unit)
+        fully_shard(model)  # the root group holds the embedding, which is also the tied head: one shard group
     else:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)

@@ -13,11 +13,13 @@ from torch import nn
 
 from lmtie.training.config import OptimizationConfig
 
-EMBEDDING_NAMES = ("embed_tokens.weight", "embed_out", "embed_positions")
-
-
 def param_groups(model: nn.Module, cfg: OptimizationConfig) -> list[dict]:
-    """Three groups: decayed matrices, embeddings (explicit decay), and no decay (norms, biases)."""
+    """Three groups: decayed matrices, embeddings (explicit decay), and no decay (norms, biases).
+
+    The embeddings are what the model counts as such (``embedding_parameters``: token embedding,
+    output matrix, learned positions).
+    """
+    embedding = {id(p) for p in model.embedding_parameters()}
     groups: dict[str, dict] = {
         "decay": {"name": "decay", "params": [], "param_names": [], "weight_decay": cfg.weight_decay},
         "embedding": {"name": "embedding", "params": [], "param_names": [],
@@ -27,7 +29,7 @@ def param_groups(model: nn.Module, cfg: OptimizationConfig) -> list[dict]:
     for name, p in model.named_parameters():  # deduplicated: the tied matrix appears once
         if not p.requires_grad:
             continue
-        if name.endswith(EMBEDDING_NAMES):
+        if id(p) in embedding:
             key = "embedding"
         elif p.dim() < 2:
             key = "no_decay"

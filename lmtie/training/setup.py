@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -21,15 +21,16 @@ from torch import nn
 from lmtie.config import from_dict, to_dict
 from lmtie.data import Dictionary, LanguageModelDataset, ensure_default_data_bin, load_manifest
 from lmtie.errors import UserError
-from lmtie.models import TransformerLanguageModel, TransformerLMConfig, check_tie, unwrap
-from lmtie.training import checkpoint as ckpt_io
+from lmtie.models import Family, LanguageModel, arch_overrides, check_tie, family_of_arch, unwrap
+from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
 
 
 @dataclass
 class TrainSetup:
-    model_cfg: TransformerLMConfig
+    family: str
+    model_cfg: Any  # the family's config dataclass
     data: DataConfig
     optim: OptimizationConfig
     ckpt: CheckpointConfig
@@ -45,7 +46,7 @@ class TrainSetup:
     restore: Optional[ckpt_io.Checkpoint] = None
 
     def config_dict(self) -> dict:
-        return {"model": to_dict(self.model_cfg), "data": to_dict(self.data), "optimization": to_dict(self.optim),
+        return {"model_family": self.family, "model": to_dict(self.model_cfg), "data": to_dict(self.data), "optimization": to_dict(self.optim),
                 "checkpoint": to_dict(self.ckpt), "run": to_dict(self.run)}
 
     def full_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -60,8 +61,7 @@ class TrainSetup:
 def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ckpt: CheckpointConfig,
           run: RunConfig) -> TrainSetup:
     """Resolve the data, check the flags, build (or restore) the model, wrap it for torchrun."""
-    from lmtie.models.presets import arch_overrides
-
+    family = family_of_arch(run.arch)
     device = _device(run.device)
     info = dist.init_from_env(device)
     if info.enabled and device.type == "cuda":
@@ -70,12 +70,12 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     data = _resolve_data(data, info)
     load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
     dictionary = Dictionary.load(Path(data.data) / "dict.txt")
-    model_cfg = _model_config({**arch_overrides(run.arch), **model_overrides}, dictionary, data)
+    model_cfg = _model_config(family, {**arch_overrides(run.arch), **model_overrides}, dictionary, data)
     train_data, valid_data = _datasets(data)
     _check_save_dir(Path(ckpt.save_dir), info)
     restore = _find_restore(ckpt)
     torch.manual_seed(run.seed)
-    model = TransformerLanguageModel(model_cfg)
+    model = family.model_class.build(model_cfg)
     if restore is not None:
         _load_weights(model, restore, dictionary, data, ckpt)
     # the dropout stream must not depend on how many draws initialisation made (an untied head
@@ -87,7 +87,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
         model = torch.compile(model)
     check_tie(model)
     tok_info, tok_model = _tokenizer_identity(Path(data.data))
-    return TrainSetup(model_cfg, data, optim, ckpt, run, device, info, dictionary, train_data, valid_data, model,
+    return TrainSetup(family.name, model_cfg, data, optim, ckpt, run, device, info, dictionary, train_data, valid_data, model,
                       tok_info, tok_model, restore)
 
 
@@ -110,16 +110,10 @@ def _resolve_data(data: DataConfig, info: dist.DistInfo) -> DataConfig:
     return dataclasses.replace(data, data=str(path))
 
 
-def _model_config(values: dict, dictionary: Dictionary, data: DataConfig) -> TransformerLMConfig:
+def _model_config(family: Family, values: dict, dictionary: Dictionary, data: DataConfig):
+    """The family's config sized to the dictionary, with positions for --tokens-per-sample."""
     values = {**values, "vocab_size": len(dictionary), "padding_idx": dictionary.pad()}
-    learned = values.get("decoder_learned_pos", False)
-    limit = values.get("max_target_positions", TransformerLMConfig.max_target_positions)
-    if data.tokens_per_sample > limit:
-        if learned:
-            raise UserError(f"--tokens-per-sample {data.tokens_per_sample} exceeds --max-target-positions {limit} "
-                            "with --decoder-learned-pos; raise --max-target-positions or shorten the samples")
-        values["max_target_positions"] = data.tokens_per_sample  # sinusoidal positions extend freely
-    return TransformerLMConfig(**values)
+    return family.config_class(**values).with_positions(data.tokens_per_sample)
 
 
 def _datasets(data: DataConfig) -> tuple[LanguageModelDataset, Optional[LanguageModelDataset]]:
@@ -160,27 +154,32 @@ def _find_restore(ckpt: CheckpointConfig) -> Optional[ckpt_io.Checkpoint]:
     return ckpt_io.load(resolved)
 
 
-def _load_weights(model: TransformerLanguageModel, ck: ckpt_io.Checkpoint, dictionary: Dictionary,
+def _load_weights(model: LanguageModel, ck: ckpt_io.Checkpoint, dictionary: Dictionary,
                   data: DataConfig, ckpt: CheckpointConfig) -> None:
     if ck.dictionary != dictionary:
         raise UserError(f"{ck.path}: trained with another vocabulary ({len(ck.dictionary)} symbols) than "
                         f"{data.data}/dict.txt ({len(dictionary)}); use the matching DATA_BIN or a new --save-dir")
-    saved = from_dict(TransformerLMConfig, ck.config["model"])
-    flip = saved.share_decoder_input_output_embed != model.cfg.share_decoder_input_output_embed
+    saved_family = ckpt_io.model_family(ck)
+    if saved_family != model.family:
+        raise UserError(f"{ck.path}: a {saved_family} model, but --arch gives a {model.family} model; pass an --arch "
+                        "of the checkpoint's family or use a new --save-dir")
+    saved, now = to_dict(ckpt_io.model_config(ck)), to_dict(model.cfg)
+    tie = "share_decoder_input_output_embed"
+    flip = saved[tie] != now[tie]
     if flip and not ckpt.reset_output_projection:
-        raise UserError(f"{ck.path}: share_decoder_input_output_embed={saved.share_decoder_input_output_embed} in "
-                        "the checkpoint but not in the flags; pass --reset-output-projection to re-initialise the "
-                        "output projection, or use a new --save-dir")
-    diff = [k for k in to_dict(saved) if k != "share_decoder_input_output_embed"
-            and to_dict(saved)[k] != to_dict(model.cfg)[k]]
+        raise UserError(f"{ck.path}: share_decoder_input_output_embed={saved[tie]} in the checkpoint but not in the "
+                        "flags; pass --reset-output-projection to re-initialise the output projection, or use a new "
+                        "--save-dir")
+    diff = [k for k in saved if k != tie and saved[k] != now[k]]
     if diff:
         k = diff[0]
-        raise UserError(f"{ck.path}: model flag --{k.replace('_', '-')} is {to_dict(saved)[k]} in the checkpoint but "
-                        f"{to_dict(model.cfg)[k]} now; pass the same model flags or use a new --save-dir")
-    state = {k: v for k, v in ck.model_state.items() if not (flip and k == "decoder.embed_out")}
+        raise UserError(f"{ck.path}: model flag --{k.replace('_', '-')} is {saved[k]} in the checkpoint but "
+                        f"{now[k]} now; pass the same model flags or use a new --save-dir")
+    head = model.output_head_key
+    state = {k: v for k, v in ck.model_state.items() if not (flip and k == head)}
     model.load_state_dict(state, strict=not flip)
     if flip:
-        ck.optim_state.pop("decoder.embed_out", None)
+        ck.optim_state.pop(head, None)  # optimiser state is keyed by parameter name
 
 
 def _tokenizer_identity(data_bin: Path) -> tuple[dict, Optional[bytes]]:

@@ -25,7 +25,7 @@ from lmtie.data import LanguageModelDataset, batch_indices, epoch_order
 from lmtie.errors import UserError
 from lmtie.io import atomic_write_text
 from lmtie.models import check_tie, unwrap
-from lmtie.training import checkpoint as ckpt_io
+from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.criterion import lm_loss
 from lmtie.training.logging import MetricsLogger

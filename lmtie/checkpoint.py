@@ -2,11 +2,12 @@
 
 Layout of ``checkpoint_*.safetensors``:
 - tensors ``model.<name>``: the model's state_dict; a tied matrix is one key
-  (``decoder.embed_tokens.weight``) because the tied model registers it once;
+  (e.g. ``decoder.embed_tokens.weight``) because the tied model registers it once;
 - tensors ``optim.<param>.<slot>``: optimiser state, keyed by parameter *name*, not position;
 - tensors ``rng.*``: torch CPU/CUDA generator states; ``tokenizer.model``: the tokenizer's
   model bytes (SentencePiece), so a checkpoint can encode raw text on its own;
-- header metadata (JSON strings): ``config`` (every component's config), ``dictionary``
+- header metadata (JSON strings): ``config`` (every component's config and ``model_family``,
+  the registered name that rebuilds the model), ``dictionary``
   (dict.txt text), ``tokenizer`` (name and hash), ``train_state`` (step, epoch, data position,
   best metric, Python/NumPy RNG), ``optim_groups`` (hyper-parameters per group).
 
@@ -137,22 +138,41 @@ def dictionary_hash(d: Dictionary) -> str:
     return hashlib.sha256(d.to_text().encode("utf-8")).hexdigest()[:16]
 
 
+def model_family(ckpt: Checkpoint) -> str:
+    """The family a checkpoint's model belongs to (lmtie 0.1 wrote only ``transformer_lm``, without the key)."""
+    from lmtie.models import DEFAULT_FAMILY
+
+    return ckpt.config.get("model_family", DEFAULT_FAMILY)
+
+
+def model_config(ckpt: Checkpoint):
+    """The saved model config as its family's dataclass; a bad one is a UserError naming the file."""
+    from lmtie.config import from_dict
+    from lmtie.models import get_family
+
+    family = get_family(model_family(ckpt))
+    try:
+        return from_dict(family.config_class, ckpt.config["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{ckpt.path}: the saved model config does not fit family {family.name!r} ({_short(e)}); "
+                        "the checkpoint is inconsistent or from another program")
+
+
 def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
     """The model a checkpoint describes, with its weights, re-tied by construction and checked."""
-    from lmtie.config import from_dict
-    from lmtie.models import TransformerLanguageModel, TransformerLMConfig, check_tie
+    from lmtie.models import build_model as build
 
-    cfg = from_dict(TransformerLMConfig, ckpt.config["model"])
+    cfg = model_config(ckpt)
     if cfg.vocab_size != len(ckpt.dictionary):
         raise UserError(f"{ckpt.path}: model vocabulary {cfg.vocab_size} != its dictionary's {len(ckpt.dictionary)}; "
                         "the checkpoint is inconsistent")
-    model = TransformerLanguageModel(cfg)
+    model = build(model_family(ckpt), cfg)
     try:
         model.load_state_dict(ckpt.model_state, strict=True)
     except RuntimeError as e:
         raise UserError(f"{ckpt.path}: weights do not match the saved config ({_short(e)})")
     model.to(device)
-    check_tie(model)
+    model.check_tie()
     return model
 
 

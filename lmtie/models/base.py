@@ -1,0 +1,143 @@
+"""The model protocol: what the trainer, evaluator, checkpoint I/O, FSDP plan and ablation may use.
+
+Every model family subclasses :class:`LanguageModel` and registers itself (``registry.py``);
+nothing outside ``lmtie/models`` names a concrete family. The protocol, in one place:
+
+- ``build(cfg, dictionary)``: the model of a config, sized to a dictionary (vocabulary, <pad>);
+- ``features(tokens, cache=None)``: (B, T) ids -> (B, T, d_out), the input of the output layer;
+- ``output_weight``: the (V, d_out) matrix the fused loss projects with (the input embedding
+  itself when tied); ``output_bias``: a (V,) buffer of zeros and -inf at the masked classes
+  (<pad>, never a target); ``logits(features)``: (..., d_out) -> (..., V) with those at -inf;
+- ``forward(tokens, cache=None, features_only=False)``: logits, or the features (so a loss that
+  fuses the projection still calls through DDP/FSDP wrappers);
+- ``new_cache(batch_size, max_len)``: a key/value cache object with a ``length`` attribute;
+- ``num_parameters()``, ``check_tie()``, ``shard_units()`` (FSDP2 groups: the blocks; the root
+  group keeps the embedding and a tied head together), ``max_positions``, ``tied``,
+  ``input_embedding``, ``output_head_key`` (the state_dict key of an untied head).
+
+A family's config dataclass has at least ``vocab_size``, ``padding_idx``,
+``share_decoder_input_output_embed`` and ``max_target_positions``, plus ``replace(**changes)``,
+``with_positions(n)`` (a config that serves n positions, or a UserError) and, for the ablation's
+parameter-matched arm, ``widths()`` and ``at_width(width)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+class LanguageModel(nn.Module):
+    """Base of every model family; subclasses set ``config_class`` and implement the abstract parts."""
+
+    family: ClassVar[str] = ""  # set by registry.register_model
+    config_class: ClassVar[type]
+    output_head_key: ClassVar[str]  # state_dict key of the separate output matrix when untied
+    cfg: Any
+
+    @classmethod
+    def build(cls, cfg, dictionary=None) -> "LanguageModel":
+        """Build from a config, taking the vocabulary size and pad index from ``dictionary`` if given."""
+        if dictionary is not None:
+            cfg = cfg.replace(vocab_size=len(dictionary), padding_idx=dictionary.pad())
+        return cls(cfg)
+
+    # --- what each family implements ---------------------------------------------------------
+    def features(self, tokens: torch.Tensor, cache=None) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def input_embedding(self) -> nn.Embedding:
+        raise NotImplementedError
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def new_cache(self, batch_size: int, max_len: int):
+        raise NotImplementedError
+
+    def shard_units(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def embedding_parameters(self) -> list[torch.Tensor]:
+        """What ``num_parameters`` counts as embedding: token embedding, output matrix, learned positions."""
+        return [self.input_embedding.weight, self.output_weight]
+
+    # --- shared behaviour ------------------------------------------------------------------------
+    @property
+    def tied(self) -> bool:
+        return bool(self.cfg.share_decoder_input_output_embed)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.cfg.max_target_positions)
+
+    def _register_output_mask(self) -> None:
+        """<pad> is never a target: a -inf logit gives it probability 0, so the output never sends
+        gradient to its row and a tied pad row stays exactly zero (fairseq issue 4633)."""
+        bias = torch.zeros(self.cfg.vocab_size)
+        bias[self.cfg.padding_idx] = float("-inf")
+        self.register_buffer("output_bias", bias, persistent=False)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., d_out) features -> (..., V) logits, with <pad> at -inf.
+
+        Filling the one <pad> column equals adding ``output_bias`` (zeros and that -inf) but skips
+        a pass over the whole (..., V) output; the fill also stops gradient into the pad row.
+        """
+        logits = nn.functional.linear(features, self.output_weight)
+        pad = torch.tensor([self.cfg.padding_idx], device=logits.device)
+        return logits.index_fill_(-1, pad, float("-inf"))
+
+    def forward(self, tokens: torch.Tensor, cache=None, features_only: bool = False) -> torch.Tensor:
+        features = self.features(tokens, cache)
+        return features if features_only else self.logits(features)
+
+    def _cache_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where a cache lives and its dtype: the autocast dtype under autocast, else the weights'."""
+        p = self.input_embedding.weight
+        autocast = torch.is_autocast_enabled(p.device.type)
+        return p.device, (torch.get_autocast_dtype(p.device.type) if autocast else p.dtype)
+
+    def num_parameters(self) -> dict[str, int]:
+        """Unique parameters, a tied matrix counted once.
+
+        ``embedding`` is the token embedding, a separate output matrix and learned positions
+        (Kaplan et al. 2020 leave all three out of the "non-embedding" count).
+        """
+        unique = {id(p): p for p in self.parameters()}
+        emb = sum(p.numel() for p in {id(p): p for p in self.embedding_parameters()}.values())
+        total = sum(p.numel() for p in unique.values())
+        return {"total": total, "embedding": emb, "non_embedding": total - emb}
+
+    def separate_head(self) -> nn.Parameter | None:
+        """The registered output Parameter (None when tied: the embedding is the head)."""
+        return dict(self.named_parameters(remove_duplicate=False)).get(self.output_head_key)
+
+    def check_tie(self) -> None:
+        """Raise if the tie flag and the actual parameters disagree (call after build/load/move/wrap)."""
+        separate, emb = self.separate_head(), self.input_embedding.weight
+        if self.tied and (separate is not None or self.output_weight is not emb):
+            raise RuntimeError(f"tie broken: share_decoder_input_output_embed=True but the model holds a separate "
+                               f"{self.output_head_key} Parameter")
+        shares = separate is not None and separate.data_ptr() == emb.data_ptr() and emb.device.type != "meta"
+        if not self.tied and (separate is None or shares):
+            raise RuntimeError(f"tie broken: share_decoder_input_output_embed=False but {self.output_head_key} is "
+                               "missing or shares storage with the input embedding")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DDP/FSDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if inner is None:
+            return model
+        model = inner
+
+
+def check_tie(model: nn.Module) -> None:
+    """``check_tie`` of the model inside any wrapper."""
+    unwrap(model).check_tie()
