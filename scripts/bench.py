@@ -1,4 +1,8 @@
-"""Training, evaluation and generation speed of lmtie against Hugging Face GPT-2, side by side.
+"""Training, evaluation and generation speed of lmtie against Hugging Face, side by side.
+
+``--family transformer_lm`` (default) compares lmtie's fairseq-style decoder with ``GPT2LMHeadModel``;
+``--family llama`` compares lmtie's Llama-style decoder with ``LlamaForCausalLM`` at the same dims,
+with half as many key/value heads as query heads (grouped-query attention) in both.
 
 Every (config, system, tie) cell runs in a fresh spawned process with the same thread count,
 so its peak RSS is its own; the machine's fp32 matmul peak is measured in the same run, so MFU
@@ -6,6 +10,7 @@ is relative to this machine. Token streams are synthetic: throughput does not de
 
     python scripts/bench.py                      # the CPU configs, table + runs/bench/bench.json
     python scripts/bench.py --configs CFG-CHAR --repeats 3 --profile
+    python scripts/bench.py --family llama --configs CFG-BPE
     python scripts/bench.py --device cuda --bf16 --compile --configs CFG-GPT2S   # the GPU run of issue 7
 
 Needs the ``bench`` extra (``pip install -e .[bench]``) for the transformers peer.
@@ -67,10 +72,13 @@ def batches_per_repeat(c: BenchConfig, at_least: int) -> int:
     return max(at_least, -(-MIN_TOKENS // (c.batch * c.T)))
 
 
-def flops_per_token(c: BenchConfig) -> float:
-    """Training FLOPs per token: 6 x matmul parameters + 12 x layers x d x T (attention)."""
-    matmul_params = c.layers * (4 * c.d * c.d + 2 * c.d * c.ffn) + c.vocab * c.d  # blocks + output layer
-    return 6 * matmul_params + 12 * c.layers * c.d * c.T
+def flops_per_token(c: BenchConfig, family: str) -> float:
+    """Training FLOPs per token: 6 x matmul parameters + 12 x layers x d x T (attention); the matmul
+    parameters are the Linear weights of lmtie's model (built on the meta device) and the output layer."""
+    with torch.device("meta"):
+        model = build_lmtie(c, True, family)
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return 6 * (linear + c.vocab * c.d) + 12 * c.layers * c.d * c.T
 
 
 def matmul_peak_gflops(device: torch.device, bf16: bool, repeats: int = 5) -> float:
@@ -101,17 +109,31 @@ def precision(job: dict):
 
 
 # --- the two systems -----------------------------------------------------------------------------
-def build_lmtie(c: BenchConfig, tied: bool):
-    from lmtie.models import TransformerLanguageModel, TransformerLMConfig
+FAMILY_FIELDS = {  # what makes lmtie's family the same function as its HF peer
+    "transformer_lm": lambda c: dict(decoder_learned_pos=True, activation_fn="gelu_accurate"),
+    "llama": lambda c: dict(decoder_kv_heads=c.heads // 2),
+}
 
-    cfg = TransformerLMConfig(
+
+def build_lmtie(c: BenchConfig, tied: bool, family: str):
+    from lmtie.models import build_model, get_family
+
+    cfg = get_family(family).config_class(
         vocab_size=c.vocab, padding_idx=PAD, decoder_embed_dim=c.d, decoder_ffn_embed_dim=c.ffn,
-        decoder_layers=c.layers, decoder_attention_heads=c.heads, dropout=0.0, decoder_learned_pos=True,
-        activation_fn="gelu_accurate", max_target_positions=MAX_POSITIONS, share_decoder_input_output_embed=tied)
-    return TransformerLanguageModel(cfg)
+        decoder_layers=c.layers, decoder_attention_heads=c.heads, dropout=0.0, max_target_positions=MAX_POSITIONS,
+        share_decoder_input_output_embed=tied, **FAMILY_FIELDS[family](c))
+    return build_model(family, cfg)
 
 
-def build_hf(c: BenchConfig, tied: bool):
+def build_hf(c: BenchConfig, tied: bool, family: str):
+    if family == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        return LlamaForCausalLM(LlamaConfig(
+            vocab_size=c.vocab, hidden_size=c.d, intermediate_size=c.ffn, num_hidden_layers=c.layers,
+            num_attention_heads=c.heads, num_key_value_heads=c.heads // 2, max_position_embeddings=MAX_POSITIONS,
+            rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=tied, attn_implementation="sdpa",
+            bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD))
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(vocab_size=c.vocab, n_positions=MAX_POSITIONS, n_embd=c.d, n_layer=c.layers, n_head=c.heads,
@@ -280,7 +302,7 @@ def _setup_child(job: dict) -> BenchConfig:
 
 def _build(system: str, c: BenchConfig, job: dict):
     """(the model to train and score, possibly compiled; the plain model, for generation)."""
-    model = SYSTEMS[system](c, job["tied"]).to(job["device"])
+    model = SYSTEMS[system](c, job["tied"], job["family"]).to(job["device"])
     return (torch.compile(model) if job["compile"] else model), model
 
 
@@ -295,7 +317,7 @@ def memory_cell(job: dict) -> dict:
     import lmtie.training.optim  # noqa: F401
     cuda = job["device"] == "cuda"
     base = torch.cuda.memory_allocated() / 2 ** 20 if cuda else _rss_mb()
-    model = SYSTEMS[job["system"]](c, job["tied"]).to(job["device"])
+    model = SYSTEMS[job["system"]](c, job["tied"], job["family"]).to(job["device"])
     train_runner(job["system"], model, c, 2, job)()
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else _peak_rss_mb()
     return {"peak_mb": peak, "added_mb": peak - base}
@@ -346,8 +368,8 @@ def run_all(args) -> list[dict]:
             job = {"config": asdict(c), "tied": tied, "threads": args.threads, "steps": args.steps,
                    "repeats": args.repeats, "profile": args.profile, "generate": tied,
                    "new_tokens": args.new_tokens, "gen_repeats": args.gen_repeats, "device": args.device,
-                   "bf16": args.bf16, "compile": args.compile}
-            res = {"config": name, "tied": tied, **_in_child(speed_cell, job)}
+                   "bf16": args.bf16, "compile": args.compile, "family": args.family}
+            res = {"config": name, "family": args.family, "tied": tied, **_in_child(speed_cell, job)}
             res["memory"] = {s: _in_child(memory_cell, {**job, "system": s}) for s in SYSTEMS}
             for what, prof in res.pop("profile", {}).items():
                 print(f"profile of {what}, {name} {'tied' if tied else 'untied'}:\n{prof}")
@@ -357,11 +379,14 @@ def run_all(args) -> list[dict]:
     return results
 
 
-def table(results: list[dict], peak: float, device: str) -> str:
+PEERS = {"transformer_lm": "HF GPT-2", "llama": "HF Llama"}
+
+
+def table(results: list[dict], peak: float, device: str, family: str) -> str:
     """Markdown: one row per (config, tie, metric), lmtie | HF | ratio."""
-    lines = ["| config | tie | metric | lmtie | HF GPT-2 | lmtie / HF |", "|---|---|---|---:|---:|---:|"]
+    lines = [f"| config | tie | metric | lmtie ({family}) | {PEERS[family]} | lmtie / HF |", "|---|---|---|---:|---:|---:|"]
     for r in results:
-        for metric, get, fmt in _metrics(CONFIGS[r["config"]], peak, device):
+        for metric, get, fmt in _metrics(CONFIGS[r["config"]], peak, device, family):
             if get(r, "lmtie") is None:
                 continue
             a, b = get(r, "lmtie"), get(r, "hf")
@@ -370,7 +395,7 @@ def table(results: list[dict], peak: float, device: str) -> str:
     return "\n".join(lines)
 
 
-def _metrics(c: BenchConfig, peak: float, device: str) -> list:
+def _metrics(c: BenchConfig, peak: float, device: str, family: str) -> list:
     rate = lambda key: lambda r, s: r[key][s]["tokens_per_s"] if key in r else None  # noqa: E731
 
     def speedup(r, s):
@@ -379,7 +404,7 @@ def _metrics(c: BenchConfig, peak: float, device: str) -> list:
 
     return [
         ("train tokens/s", rate("train"), "{:,.0f}"),
-        ("train MFU", lambda r, s: r["train"][s]["tokens_per_s"] * flops_per_token(c) / (peak * 1e9), "{:.2f}"),
+        ("train MFU", lambda r, s: r["train"][s]["tokens_per_s"] * flops_per_token(c, family) / (peak * 1e9), "{:.2f}"),
         (f"train memory MB ({'peak CUDA memory' if device == 'cuda' else 'peak RSS added'})",
          lambda r, s: r["memory"][s]["added_mb"], "{:,.0f}"),
         ("eval tokens/s", rate("eval"), "{:,.0f}"),
@@ -410,6 +435,8 @@ def _cpu_name() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", nargs="+", default=CPU_CONFIGS, choices=list(CONFIGS))
+    p.add_argument("--family", default="transformer_lm", choices=list(FAMILY_FIELDS),
+                   help="lmtie's model family; the HF peer is GPT-2 or Llama at the same dims")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for both systems (peak measured in bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models for training and scoring")
@@ -432,7 +459,7 @@ def main() -> None:
     results = run_all(args)
     info["matmul_peak_gflops_end"] = matmul_peak_gflops(device, args.bf16)  # load from other processes shows as a drop
     peak = max(info["matmul_peak_gflops"], info["matmul_peak_gflops_end"])
-    md = table(results, peak, args.device)
+    md = table(results, peak, args.device, args.family)
     where = info["gpu"] or f"{info['cpu']}, {args.threads} threads"
     print(f"\n{info['date']}, {where}, torch {info['torch']}, transformers {info['transformers']}, "
           f"{info['precision']}{', compiled' if args.compile else ''}, matmul peak {peak:.1f} GFLOP/s\n\n{md}")

@@ -47,6 +47,13 @@ def test_bench_runs_cpu_config_with_profile(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_llama_family_against_hf_llama(tmp_path):
+    report, stdout = run_bench(tmp_path, "--device", "cpu", "--family", "llama")
+    check_report(report, stdout)
+    assert report["results"][0]["family"] == "llama" and "HF Llama" in report["table"]
+
+
+@pytest.mark.slow
 def test_bench_bf16_compiled(tmp_path):
     report, stdout = run_bench(tmp_path, "--device", "cpu", "--bf16", "--compile")
     check_report(report, stdout)

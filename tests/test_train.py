@@ -173,6 +173,15 @@ def test_flipping_the_tie_needs_reset_output_projection(corpus, tmp_path):
     assert ck.train_state["step"] == 4 and "decoder.embed_out" in ck.model_state
 
 
+def test_resuming_with_an_arch_of_another_family_is_refused(corpus, tmp_path):
+    run_train(str(corpus), *TINY, "--max-update", "2", "--save-dir", str(tmp_path))
+    before = (tmp_path / "checkpoint_last.safetensors").read_bytes()
+    assert json.loads((tmp_path / "config.json").read_text())["model_family"] == "transformer_lm"
+    _fails(str(corpus), *TINY, "--arch", "llama_tiny", "--max-update", "4", "--save-dir", str(tmp_path),
+           match="a transformer_lm model, but --arch gives a llama model")
+    assert (tmp_path / "checkpoint_last.safetensors").read_bytes() == before
+
+
 def test_read_only_save_dir(corpus, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -10,7 +10,8 @@ from lmtie.models.registry import (ARCHS, DEFAULT_FAMILY, FAMILIES, Family, arch
                                    register_model)
 
 # the families (each registers itself and its --arch sizes on import)
-from lmtie.models import transformer_lm, presets  # noqa: E402,F401  isort: skip
+from lmtie.models import transformer_lm, presets, llama  # noqa: E402,F401  isort: skip
+from lmtie.models.llama import LlamaConfig, LlamaLanguageModel  # noqa: E402
 from lmtie.models.transformer_lm import KVCache, TransformerLanguageModel, TransformerLMConfig  # noqa: E402
 
 __all__ = ["ARCHS", "DEFAULT_FAMILY", "FAMILIES", "Family", "KVCache", "LanguageModel", "LlamaConfig",

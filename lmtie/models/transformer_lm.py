@@ -1,6 +1,6 @@
 """A decoder-only Transformer language model whose input embedding can double as its output layer.
 
-Reads top to bottom: config, key/value cache, attention, feed-forward, block, decoder, model.
+Reads top to bottom: config, attention, feed-forward, block, decoder, model.
 The tie is one line in :class:`TransformerDecoder` (Press & Wolf 2017; Inan et al. 2017).
 """
 
@@ -20,6 +20,7 @@ from lmtie.errors import UserError
 from lmtie.models.base import LanguageModel
 from lmtie.models.registry import register_model
 from lmtie.modules.embedding import Embedding, sinusoidal_table
+from lmtie.modules.kv_cache import KVCache
 
 
 @dataclass
@@ -93,25 +94,6 @@ class TransformerLMConfig:
                             decoder_output_dim=follow(self.decoder_output_dim))
 
 
-class KVCache:
-    """Pre-allocated keys and values for incremental decoding: one new token costs O(context)."""
-
-    def __init__(self, cfg: TransformerLMConfig, batch_size: int, max_len: int,
-                 device: torch.device, dtype: torch.dtype):
-        h, hd = cfg.decoder_attention_heads, cfg.decoder_embed_dim // cfg.decoder_attention_heads
-        shape = (cfg.decoder_layers, 2, batch_size, h, max_len, hd)
-        self.kv = torch.zeros(shape, device=device, dtype=dtype)
-        self.length = 0  # positions already filled
-        self.max_len = max_len
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new (B, H, t, hd) keys/values after the filled part; return all of them."""
-        end = self.length + k.size(2)
-        self.kv[layer, 0, :, :, self.length:end] = k
-        self.kv[layer, 1, :, :, self.length:end] = v
-        return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
-
-
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention through ``F.scaled_dot_product_attention``."""
 
@@ -129,11 +111,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
         mask, causal = None, True
         if cache is not None:
-            past = cache.length
-            k, v = cache.update(layer, k, v)  # (B, H, past + T, hd)
-            if past > 0:  # new queries see every cached key and the new keys up to themselves
-                causal = False  # one new query (each decoding step) sees all keys: no mask to build
-                mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
+            k, v, mask, causal = cache.attend(layer, k, v)  # (B, H, past + T, hd)
         p = self.attention_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
@@ -280,4 +258,6 @@ class TransformerLanguageModel(LanguageModel):
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         device, dtype = self._cache_dtype()
-        return KVCache(self.cfg, batch_size, min(max_len, self.cfg.max_target_positions), device, dtype)
+        c = self.cfg
+        return KVCache(c.decoder_layers, batch_size, c.decoder_attention_heads, min(max_len, c.max_target_positions),
+                       c.decoder_embed_dim // c.decoder_attention_heads, device, dtype)

@@ -1,0 +1,25 @@
+"""The SwiGLU feed-forward layer (Shazeer 2020, "GLU Variants Improve Transformer"), bias-free as in Llama."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)).
+
+    gate and up are one fused Linear (``gate_up_proj``: gate rows first, then up), one matmul
+    instead of two; splitting its weight in half gives Hugging Face's ``gate_proj`` and ``up_proj``.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.gate_up_proj = nn.Linear(dim, 2 * hidden_dim, bias=False)
+        self.down_proj = nn.Linear(hidden_dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)  # (..., hidden) each
+        return self.down_proj(F.silu(gate) * up)
