@@ -67,6 +67,19 @@ def test_malformed_srcdict(tmp_path, capsys):
     assert "--srcdict" in err and "dict.txt:2" in err and "not an integer" in err
 
 
+def test_unknown_tokenizer_names_the_known_ones(tmp_path, capsys):
+    err = cli_error(tmp_path, capsys, "--trainpref", text_file(tmp_path), "--tokenizer", "wordpiece",
+                    "--destdir", str(tmp_path / "bin"))
+    assert "--tokenizer 'wordpiece' is unknown; choose one of space, char, bytes, spm" in err
+
+
+def test_spm_with_srcdict_still_needs_train_text_or_a_model(tmp_path, capsys):
+    srcdict = text_file(tmp_path, "dict.txt", b"a 1\n")
+    err = cli_error(tmp_path, capsys, "--validpref", text_file(tmp_path), "--tokenizer", "spm", "--srcdict", srcdict,
+                    "--destdir", str(tmp_path / "bin"))
+    assert "--tokenizer spm learns its vocabulary from --trainpref" in err
+
+
 def spm_corpus(tmp_path):
     return text_file(tmp_path, data="".join(f"word{i % 7} and more text\n" for i in range(200)).encode())
 

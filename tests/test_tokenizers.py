@@ -1,15 +1,17 @@
-"""Tokenisers: exact round trips (char, bytes, spm) and the SentencePiece -> Dictionary mapping."""
+"""Tokenisers: exact round trips (char, bytes, spm), the SentencePiece -> Dictionary mapping, the registry."""
 
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import sentencepiece as spm
 
-from lmtie.data import Dictionary, load_tokenizer
+from lmtie.data import Dictionary, MMapIndexedDataset, load_manifest, load_tokenizer, tokenizer_identity
 from lmtie.data.preprocess import PreprocessConfig, preprocess
-from lmtie.data.tokenizers import (ByteTokenizer, CharTokenizer, SpaceTokenizer, SpmTokenizer, bytes_dictionary,
-                                   char_symbol, spm_dictionary)
+from lmtie.data.tokenizers import (TOKENIZERS, ByteTokenizer, CharTokenizer, SpaceTokenizer, SpmTokenizer, Tokenizer,
+                                   bytes_dictionary, char_symbol, register_tokenizer, spm_dictionary)
+from lmtie.evaluation.corpus import checkpoint_tokenizer
 
 TRICKY = "  two  spaces\tand a tab \r\nÜnïcödé 你好 ☃\n\nlast line  \n"
 
@@ -96,3 +98,40 @@ def test_preprocessed_char_and_bytes_round_trip(tmp_path, name):
     tok = load_tokenizer(preprocess(PreprocessConfig(trainpref=str(tmp_path / "train.txt"),
                                                      destdir=str(tmp_path / "bin"), tokenizer=name)))
     assert tok.name == name and tok.decode(tok.encode(TRICKY)) == TRICKY
+
+
+@pytest.fixture
+def registry():
+    """Tokenizers a test registers are forgotten after it."""
+    saved = dict(TOKENIZERS)
+    yield
+    TOKENIZERS.clear()
+    TOKENIZERS.update(saved)
+
+
+def test_a_new_tokenizer_is_one_registered_class(tmp_path, registry):
+    """Preprocessing, the manifest and checkpoints take a new tokenizer without touching another file."""
+
+    @register_tokenizer("lower")
+    class LowerWords(Tokenizer):
+        @staticmethod
+        def symbols(line):
+            return line.lower().split()
+
+        def _ids(self, line):
+            return np.array([self.dictionary.index(w) for w in self.symbols(line)], dtype=np.int64)
+
+        def _text(self, ids):
+            return " ".join(self.dictionary[i] for i in ids)
+
+    (tmp_path / "train.txt").write_text("The cat\nthe CAT sat\n", encoding="utf-8")
+    out = preprocess(PreprocessConfig(trainpref=str(tmp_path / "train.txt"), destdir=str(tmp_path / "bin"),
+                                      tokenizer="lower"))
+    assert (out / "dict.txt").read_text() == "cat 2\nthe 2\nsat 1\nmadeupword0000 0\n"
+    assert load_manifest(out)["tokenizer"] == "lower"
+    assert MMapIndexedDataset(out / "train")[1].tolist() == [5, 4, 6, 2]
+    info, model = tokenizer_identity(out)
+    ckpt = SimpleNamespace(tokenizer=info, tokenizer_model=model, dictionary=Dictionary.load(out / "dict.txt"),
+                           path=tmp_path / "checkpoint_last.pt")
+    tok = checkpoint_tokenizer(ckpt)
+    assert isinstance(tok, LowerWords) and tok.decode(tok.encode("THE Cat\n")) == "the cat\n"

@@ -11,11 +11,11 @@ import multiprocessing as mp
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from lmtie.data.dictionary import Dictionary, tokenize_line
+from lmtie.data.dictionary import Dictionary
 from lmtie.data.indexed_dataset import MMapIndexedDatasetBuilder
 from lmtie.data.sources import chunk_offsets, read_line_batches
 from lmtie.data.tokenizers import Tokenizer, make_tokenizer
@@ -66,18 +66,20 @@ def run_chunks(fn: Callable, path: Path, workers: int, *args) -> list:
         return pool.starmap(fn, jobs)
 
 
-def count_chunk(path: Path, start: int, end: int, unit: str, errors: str, flag: str) -> Counter:
-    """Symbol counts of one chunk: whitespace words (``space``) or characters (``char``)."""
+def count_chunk(path: Path, start: int, end: int, symbols: Callable[[str], Iterable[str]], errors: str,
+                flag: str) -> Counter:
+    """Symbol counts of one chunk, ``symbols(line)`` (a tokeniser's, picklable) for each line."""
     counts: Counter = Counter()
     for lines, _, _ in read_line_batches(path, start, end, errors, flag):
         for line in lines:
-            counts.update(tokenize_line(line) if unit == "space" else line)
+            counts.update(symbols(line))
     return counts
 
 
-def count_symbols(path: Path, unit: str, workers: int, errors: str, flag: str) -> Counter:
+def count_symbols(path: Path, symbols: Callable[[str], Iterable[str]], workers: int, errors: str,
+                  flag: str) -> Counter:
     total: Counter = Counter()
-    for c in run_chunks(count_chunk, path, workers, unit, errors, flag):
+    for c in run_chunks(count_chunk, path, workers, symbols, errors, flag):
         total.update(c)
     return total
 

@@ -70,3 +70,17 @@ def load_tokenizer(data_bin: str | Path):
     if model and not (d / model).is_file():
         raise UserError(f"{d / model}: tokenizer model missing from the data-bin; re-run lmtie-preprocess")
     return make_tokenizer(manifest["tokenizer"], Dictionary.load(d / "dict.txt"), d / model if model else None)
+
+
+def tokenizer_identity(data_bin: str | Path) -> tuple[dict, bytes | None]:
+    """What a checkpoint records of the data-bin's tokeniser (name, model file, hashes), and the
+    model file's bytes (None without one), so the checkpoint alone can encode text."""
+    d = Path(data_bin)
+    manifest = load_manifest(d)
+    hashes = manifest.get("hashes", {})
+    model_file = manifest.get("tokenizer_model")
+    info = {"name": manifest.get("tokenizer", "space"), "model_file": model_file,
+            "model_sha256": hashes.get("tokenizer_model"), "dict_sha256": hashes.get("dict"),
+            "data_fingerprint": manifest.get("fingerprint")}
+    blob = (d / model_file).read_bytes() if model_file else None
+    return info, blob

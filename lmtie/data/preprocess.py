@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from lmtie.data.dictionary import Dictionary
 from lmtie.data.indexed_dataset import best_dtype
 from lmtie.data.manifest import FORMAT, MANIFEST, load_manifest, write_manifest
 from lmtie.data.sources import check_input_file, decompress_if_needed, export_hf_dataset, sha256_file
-from lmtie.data.tokenizers import bytes_dictionary, char_symbol
+from lmtie.data.tokenizers import TOKENIZERS, Tokenizer, tokenizer_class
 from lmtie.errors import UserError
 
 SPLITS = ("train", "valid", "test")
@@ -44,8 +43,8 @@ class PreprocessConfig:
     destdir: Optional[str] = field(None, "output directory (default data-bin, or data-bin/shakespeare "
                                          "for the embedded corpus)")
     workers: int = field(1, "worker processes; each binarises one byte range of a file")
-    tokenizer: Optional[Literal["space", "char", "bytes", "spm"]] = field(
-        None, "space (words), char, bytes or spm (SentencePiece); default space, or spm for the embedded corpus")
+    tokenizer: Optional[str] = field(None, f"one of {', '.join(TOKENIZERS)}; default space (words), or spm "
+                                           "(SentencePiece) for the embedded corpus")
     thresholdsrc: int = field(0, "drop words seen fewer times than this in train (space/char)")
     nwordssrc: int = field(-1, "keep at most this many symbols, specials included (space/char)")
     padding_factor: int = field(8, "pad the dictionary length to a multiple of this")
@@ -114,14 +113,16 @@ def preprocess(cfg: PreprocessConfig) -> Path:
 
 
 def _check_options(cfg: PreprocessConfig) -> None:
+    tok = tokenizer_class(cfg.tokenizer)
     if cfg.dataset and (cfg.trainpref or cfg.validpref or cfg.testpref):
         raise UserError("--dataset and --trainpref/--validpref/--testpref exclude each other; pick one input")
-    if cfg.srcdict and cfg.tokenizer == "bytes":
-        raise UserError("--srcdict does not apply to --tokenizer bytes (its vocabulary is fixed); drop it")
-    if cfg.tokenizer != "spm" and cfg.spm_model:
-        raise UserError("--spm-model needs --tokenizer spm")
-    needs_train = not (cfg.srcdict or cfg.spm_model or cfg.tokenizer == "bytes")
-    if needs_train and not (cfg.trainpref or cfg.dataset):
+    if cfg.srcdict and tok.fixed_vocabulary:
+        raise UserError(f"--srcdict does not apply to --tokenizer {tok.name} (its vocabulary is fixed); drop it")
+    if cfg.spm_model and not tok.model_file:
+        with_model = " or ".join(name for name, t in TOKENIZERS.items() if t.model_file)
+        raise UserError(f"--spm-model needs --tokenizer {with_model}")
+    reused = cfg.spm_model if tok.model_file else cfg.srcdict  # a model tokeniser needs its model, not a dict
+    if not (tok.fixed_vocabulary or reused or cfg.trainpref or cfg.dataset):
         raise UserError(f"--tokenizer {cfg.tokenizer} learns its vocabulary from --trainpref; "
                         "pass --trainpref, or reuse one with --srcdict / --spm-model")
     for flag, v in (("--valid-fraction", cfg.valid_fraction), ("--test-fraction", cfg.test_fraction)):
@@ -220,9 +221,9 @@ def _build(cfg: PreprocessConfig, inputs: list[Input], fingerprint: str, workdir
     dtype = best_dtype(len(dictionary))
     stats = {inp.split: binarize_file(inp.plain, workdir / inp.split, spec, dtype, cfg.workers,
                                       cfg.utf8_errors, inp.flag) for inp in inputs}
-    if cfg.tokenizer in ("spm", "bytes") and not cfg.srcdict and train is not None:
-        dictionary.count = [int(c) for c in train_counts(workdir / "train.bin", dtype, len(dictionary))]
-    if cfg.tokenizer in ("spm", "bytes"):  # space/char dictionaries were saved before binarising
+    if spec.dict_path is None:  # the tokeniser made the dictionary: its counts are its ids in train
+        if train is not None:
+            dictionary.count = [int(c) for c in train_counts(workdir / "train.bin", dtype, len(dictionary))]
         dictionary.save(workdir / "dict.txt")
     _check_nonempty(cfg, inputs, stats, dictionary)
     write_manifest(workdir, _manifest(cfg, inputs, stats, dictionary, dtype, fingerprint, workdir))
@@ -235,16 +236,30 @@ def _check_nonempty(cfg: PreprocessConfig, inputs: list[Input], stats: dict, dic
 
 
 def _vocabulary(cfg: PreprocessConfig, train: Input | None, workdir: Path) -> tuple[Dictionary, TokenizerSpec]:
-    """The dictionary and the recipe workers use to rebuild the tokeniser."""
-    srcdict = _load_srcdict(cfg.srcdict) if cfg.srcdict else None
-    dict_path = str(workdir / "dict.txt")
-    if cfg.tokenizer == "bytes":
-        return bytes_dictionary(), TokenizerSpec("bytes")
-    if cfg.tokenizer == "spm":
-        return _spm_vocabulary(cfg, train, workdir, srcdict)
-    d = srcdict or _count_dictionary(cfg, train)
-    d.save(dict_path)
-    return d, TokenizerSpec(cfg.tokenizer, dict_path)
+    """The dictionary and the recipe workers use to rebuild the tokeniser. A dictionary given or
+    counted is saved now, for the workers; one the tokeniser makes is saved after binarising."""
+    tok = tokenizer_class(cfg.tokenizer)
+    d = _load_srcdict(cfg.srcdict) if cfg.srcdict else None
+    model = _tokenizer_model(cfg, tok, train, workdir)
+    if d is None and not (tok.fixed_vocabulary or model):
+        d = _count_dictionary(cfg, tok, train)
+    dictionary = tok.build(d, model).dictionary  # built here too, so a bad model fails before any worker
+    if d is None:
+        return dictionary, TokenizerSpec(tok.name, None, model)
+    d.save(workdir / "dict.txt")
+    return d, TokenizerSpec(tok.name, str(workdir / "dict.txt"), model)
+
+
+def _tokenizer_model(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input | None, workdir: Path) -> str | None:
+    """The tokeniser's model file (if it has one), copied from --spm-model or trained on train."""
+    if not tok.model_file:
+        return None
+    model = workdir / tok.model_file
+    if cfg.spm_model:
+        shutil.copyfile(check_input_file(cfg.spm_model, "--spm-model"), model)
+    else:
+        tok.train_model(cfg, train, model)
+    return str(model)
 
 
 def _load_srcdict(path: str) -> Dictionary:
@@ -257,10 +272,9 @@ def _load_srcdict(path: str) -> Dictionary:
     return d
 
 
-def _count_dictionary(cfg: PreprocessConfig, train: Input) -> Dictionary:
-    counts = count_symbols(train.plain, cfg.tokenizer, cfg.workers, cfg.utf8_errors, train.flag)
-    if cfg.tokenizer == "char":
-        counts = {char_symbol(c): n for c, n in counts.items()}
+def _count_dictionary(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input) -> Dictionary:
+    counts = count_symbols(train.plain, tok.symbols, cfg.workers, cfg.utf8_errors, train.flag)
+    counts = {tok.dict_symbol(sym): n for sym, n in counts.items()}
     if not counts:
         raise UserError(f"{train.flag} {train.given}: holds no text (only empty lines); give a non-empty corpus")
     d = Dictionary()
@@ -270,64 +284,17 @@ def _count_dictionary(cfg: PreprocessConfig, train: Input) -> Dictionary:
     return d
 
 
-def _spm_vocabulary(cfg: PreprocessConfig, train: Input | None, workdir: Path,
-                    srcdict: Dictionary | None) -> tuple[Dictionary, TokenizerSpec]:
-    model = workdir / "spm.model"
-    if cfg.spm_model:
-        shutil.copyfile(check_input_file(cfg.spm_model, "--spm-model"), model)
-    else:
-        _train_spm(cfg, train, workdir)
-    from lmtie.data.tokenizers import SpmTokenizer
-
-    tok = SpmTokenizer(model, srcdict)
-    if srcdict is not None:
-        srcdict.save(workdir / "dict.txt")
-        return srcdict, TokenizerSpec("spm", str(workdir / "dict.txt"), str(model))
-    return tok.dictionary, TokenizerSpec("spm", None, str(model))
-
-
-_TOO_HIGH = re.compile(r"value <= (\d+)")
-_TOO_LOW = re.compile(r"required_chars\. (\d+) vs (\d+)")
-
-
-def _train_spm(cfg: PreprocessConfig, train: Input, workdir: Path) -> None:
-    """Train a byte-fallback model whose specials already sit at fairseq's ids (0-3)."""
-    import sentencepiece as spm
-
-    spm.set_random_generator_seed(cfg.seed)
-    try:
-        spm.SentencePieceTrainer.train(
-            input=str(train.plain), model_prefix=str(workdir / "spm"), vocab_size=cfg.spm_vocab_size,
-            model_type=cfg.spm_model_type, bos_id=0, pad_id=1, eos_id=2, unk_id=3, byte_fallback=True,
-            normalization_rule_name="identity", remove_extra_whitespaces=False,
-            character_coverage=cfg.spm_character_coverage, input_sentence_size=cfg.spm_sample_sentences,
-            shuffle_input_sentence=True, max_sentence_length=1 << 16, num_threads=cfg.workers, minloglevel=2)
-    except RuntimeError as e:
-        raise UserError(_spm_error(cfg, train, str(e)))
-    (workdir / "spm.vocab").unlink(missing_ok=True)
-
-
-def _spm_error(cfg: PreprocessConfig, train: Input, msg: str) -> str:
-    where = f"--spm-vocab-size {cfg.spm_vocab_size}"
-    if m := _TOO_HIGH.search(msg):
-        return f"{where} is larger than {train.given} allows; use --spm-vocab-size {m.group(1)} or less"
-    if m := _TOO_LOW.search(msg):
-        return (f"{where} is too small for the characters of {train.given}; use --spm-vocab-size "
-                f"{m.group(2)} or more (or lower --spm-character-coverage)")
-    return f"SentencePiece training on {train.given} failed: {msg.splitlines()[0]}"
-
-
 def _manifest(cfg: PreprocessConfig, inputs: list[Input], stats: dict[str, SplitStats], dictionary: Dictionary,
               dtype, fingerprint: str, workdir: Path) -> dict:
-    model = workdir / "spm.model"
+    model = tokenizer_class(cfg.tokenizer).model_file
     splits = {inp.split: {**vars(stats[inp.split]), "input": str(inp.given), "input_sha256": inp.sha256}
               for inp in inputs}
     return {
         "format": FORMAT, "version": 1, "source": "lmtie", "tokenizer": cfg.tokenizer,
-        "tokenizer_model": model.name if model.exists() else None, "vocab_size": len(dictionary),
+        "tokenizer_model": model, "vocab_size": len(dictionary),
         "dtype": dtype.name, "splits": splits, "fingerprint": fingerprint,
         "hashes": {"dict": sha256_file(workdir / "dict.txt"), "inputs": {i.split: i.sha256 for i in inputs},
-                   "tokenizer_model": sha256_file(model) if model.exists() else None},
+                   "tokenizer_model": sha256_file(workdir / model) if model else None},
         "config": to_dict(cfg),
     }
 

@@ -17,7 +17,7 @@ import torch
 from lmtie.data.dictionary import Dictionary
 from lmtie.data.indexed_dataset import MMapIndexedDataset
 from lmtie.data.manifest import load_manifest
-from lmtie.data.tokenizers import Tokenizer, make_tokenizer
+from lmtie.data.tokenizers import Tokenizer, tokenizer_class
 from lmtie.errors import UserError
 
 _DECODE_CHUNK = 1 << 20  # tokens decoded at a time when a manifest lacks word counts
@@ -35,19 +35,21 @@ class EvalText:
 
 
 def checkpoint_tokenizer(ckpt) -> Tokenizer:
-    """The tokeniser saved in a checkpoint; a SentencePiece model is read from its stored bytes."""
+    """The tokeniser saved in a checkpoint; a tokeniser's model file is rebuilt from its stored bytes."""
     name = (ckpt.tokenizer or {}).get("name")
     if name is None:
         raise UserError(f"{ckpt.path}: the checkpoint records no tokenizer; it cannot encode raw text "
                         "(score a DATA_BIN split instead)")
-    if name != "spm":
-        return make_tokenizer(name, ckpt.dictionary)
+    tok = tokenizer_class(name)
+    if tok.model_file is None:
+        return tok.build(ckpt.dictionary)
     if ckpt.tokenizer_model is None:
-        raise UserError(f"{ckpt.path}: an spm checkpoint without its SentencePiece model; re-save it with lmtie-train")
-    with tempfile.TemporaryDirectory() as tmp:  # SentencePiece reads a file once, then keeps the model in memory
-        model = Path(tmp) / "tokenizer.model"
+        raise UserError(f"{ckpt.path}: the checkpoint lacks the model of its {name} tokenizer ({tok.model_file}); "
+                        "re-save it with lmtie-train")
+    with tempfile.TemporaryDirectory() as tmp:  # build() reads the model file whole, so it may go after
+        model = Path(tmp) / tok.model_file
         model.write_bytes(ckpt.tokenizer_model)
-        return make_tokenizer("spm", ckpt.dictionary, model)
+        return tok.build(ckpt.dictionary, model)
 
 
 def warn_unknown(tokenizer: Tokenizer, ids, what: str) -> int:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from lmtie.config import from_dict, to_dict
-from lmtie.data import Dictionary, LanguageModelDataset, ensure_default_data_bin, load_manifest
+from lmtie.data import Dictionary, LanguageModelDataset, ensure_default_data_bin, load_manifest, tokenizer_identity
 from lmtie.errors import UserError
 from lmtie.models import Family, LanguageModel, arch_overrides, check_tie, family_of_arch, unwrap
 from lmtie import checkpoint as ckpt_io
@@ -86,7 +86,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     if run.compile:
         model = torch.compile(model)
     check_tie(model)
-    tok_info, tok_model = _tokenizer_identity(Path(data.data))
+    tok_info, tok_model = tokenizer_identity(Path(data.data))
     return TrainSetup(family.name, model_cfg, data, optim, ckpt, run, device, info, dictionary, train_data, valid_data, model,
                       tok_info, tok_model, restore)
 
@@ -180,15 +180,3 @@ def _load_weights(model: LanguageModel, ck: ckpt_io.Checkpoint, dictionary: Dict
     model.load_state_dict(state, strict=not flip)
     if flip:
         ck.optim_state.pop(head, None)  # optimiser state is keyed by parameter name
-
-
-def _tokenizer_identity(data_bin: Path) -> tuple[dict, Optional[bytes]]:
-    """What the checkpoint records of the tokenizer: name and hashes, plus the model bytes (spm)."""
-    manifest = load_manifest(data_bin)
-    hashes = manifest.get("hashes", {})
-    model_file = manifest.get("tokenizer_model")
-    info = {"name": manifest.get("tokenizer", "space"), "model_file": model_file,
-            "model_sha256": hashes.get("tokenizer_model"), "dict_sha256": hashes.get("dict"),
-            "data_fingerprint": manifest.get("fingerprint")}
-    blob = (data_bin / model_file).read_bytes() if model_file else None
-    return info, blob
