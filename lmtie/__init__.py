@@ -2,10 +2,11 @@
 
 from lmtie.data.dictionary import Dictionary
 from lmtie.hub import load
-from lmtie.models import TransformerLanguageModel, TransformerLMConfig, check_tie
+from lmtie.models import (LanguageModel, LlamaConfig, LlamaLanguageModel, TransformerLanguageModel, TransformerLMConfig,
+                          build_config, build_model, check_tie, register_arch, register_model)
 from lmtie.modules import Embedding, SharedKernelConv2d, TiedAutoencoder, fan_in, he_normal_, lecun_normal_
 
 __version__ = "0.1.0"
-__all__ = ["Dictionary", "Embedding", "SharedKernelConv2d", "TiedAutoencoder", "TransformerLMConfig",
-           "TransformerLanguageModel", "check_tie", "fan_in", "he_normal_", "lecun_normal_",
-           "load"]
+__all__ = ["Dictionary", "Embedding", "LanguageModel", "LlamaConfig", "LlamaLanguageModel", "SharedKernelConv2d",
+           "TiedAutoencoder", "TransformerLMConfig", "TransformerLanguageModel", "build_config", "build_model",
+           "check_tie", "fan_in", "he_normal_", "lecun_normal_", "load", "register_arch", "register_model"]
