@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from lmtie.config import field, to_dict
+from lmtie.config import field, to_dict, validate_ranges
 from lmtie.data.binarize import SplitStats, TokenizerSpec, binarize_file, count_symbols, train_counts
 from lmtie.data.dictionary import Dictionary
 from lmtie.data.indexed_dataset import best_dtype
@@ -42,30 +42,33 @@ class PreprocessConfig:
     testpref: Optional[str] = field(None, "test text file")
     destdir: Optional[str] = field(None, "output directory (default data-bin, or data-bin/shakespeare "
                                          "for the embedded corpus)")
-    workers: int = field(1, "worker processes; each binarises one byte range of a file")
+    workers: int = field(1, "worker processes; each binarises one byte range of a file", min=1)
     tokenizer: Optional[str] = field(None, f"one of {', '.join(TOKENIZERS)}; default space (words), or spm "
                                            "(SentencePiece) for the embedded corpus")
-    thresholdsrc: int = field(0, "drop words seen fewer times than this in train (space/char)")
-    nwordssrc: int = field(-1, "keep at most this many symbols, specials included (space/char)")
-    padding_factor: int = field(8, "pad the dictionary length to a multiple of this")
+    thresholdsrc: int = field(0, "drop words seen fewer times than this in train (space/char)", min=0)
+    nwordssrc: int = field(-1, "keep at most this many symbols, specials included (space/char)", min=-1)
+    padding_factor: int = field(8, "pad the dictionary length to a multiple of this", min=1)
     srcdict: Optional[str] = field(None, "reuse this dict.txt instead of building one")
-    spm_vocab_size: int = field(DEFAULT_SPM_VOCAB, "SentencePiece vocabulary size to train")
+    spm_vocab_size: int = field(DEFAULT_SPM_VOCAB, "SentencePiece vocabulary size to train", min=1)
     spm_model_type: Literal["bpe", "unigram"] = field("bpe", "SentencePiece model type to train")
     spm_model: Optional[str] = field(None, "reuse this SentencePiece .model instead of training one")
-    spm_sample_sentences: int = field(1_000_000, "train SentencePiece on at most this many sampled lines")
+    spm_sample_sentences: int = field(1_000_000, "train SentencePiece on at most this many sampled lines", min=1)
     spm_character_coverage: float = field(0.9995, "share of characters SentencePiece covers; the rest fall "
-                                                  "back to bytes, so text still round-trips")
+                                                  "back to bytes, so text still round-trips", gt=0, max=1)
     dataset: Optional[str] = field(None, "Hugging Face dataset name or builder (text, json, parquet, csv)")
     dataset_config: Optional[str] = field(None, "Hugging Face dataset configuration name")
     dataset_files: Optional[str] = field(None, "data_files for --dataset: PATH (train) or SPLIT=PATH,SPLIT=PATH")
     text_column: str = field("text", "column of --dataset holding the text")
-    valid_fraction: float = field(0.0, "carve this share of train off as valid when --dataset has none")
-    test_fraction: float = field(0.0, "carve this share of train off as test when --dataset has none")
-    seed: int = field(1, "seed for carving splits and for SentencePiece sampling")
+    valid_fraction: float = field(0.0, "carve this share of train off as valid when --dataset has none", min=0, lt=1)
+    test_fraction: float = field(0.0, "carve this share of train off as test when --dataset has none", min=0, lt=1)
+    seed: int = field(1, "seed for carving splits and for SentencePiece sampling", min=0, max=2**32 - 1)
     utf8_errors: Literal["strict", "replace"] = field(
         "strict", "invalid UTF-8 input: strict (default) fails naming the file and byte offset; "
                   "replace substitutes U+FFFD and counts replacements in the manifest (utf8_replacements)")
     overwrite: bool = field(False, "replace a --destdir that holds a different corpus")
+
+    def __post_init__(self) -> None:
+        validate_ranges(self)
 
 
 def uses_default_corpus(cfg: PreprocessConfig) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
-from lmtie.config import field
+from lmtie.config import MAX_POSITIONS, field, validate_ranges
 from lmtie.errors import UserError
 
 
@@ -17,28 +18,41 @@ class EvalLMConfig:
     gen_subset: str = field("test", "data-bin split to score")
     input: Optional[str] = field(None, "score this raw UTF-8 text file with the checkpoint's own tokenizer "
                                        "instead of a DATA_BIN split")
-    tokens_per_sample: Optional[int] = field(None, "longest model input per window (default: the training value)")
+    tokens_per_sample: Optional[int] = field(None, "longest model input per window (default: the training value)",
+                                              min=1, max=MAX_POSITIONS)
     context_window: int = field(0, "tokens of already-scored text each window sees before the tokens it scores; "
-                                   "must be < --tokens-per-sample")
+                                   "must be < --tokens-per-sample", min=0)
     sample_break_mode: Optional[Literal["none", "complete", "complete_doc", "eos"]] = field(
         None, "where context resets: none (never), complete_doc (empty lines), eos (every line), complete "
               "(whole lines packed into samples); default: the training value")
-    batch_size: Optional[int] = field(None, "windows per batch", aliases=("--max-sentences",))
-    max_tokens: Optional[int] = field(8192, "padded tokens per batch")
-    softmax_batch: int = field(4096, "positions sent through the output layer at once (bounds logits memory)")
+    batch_size: Optional[int] = field(None, "windows per batch", min=1, aliases=("--max-sentences",))
+    max_tokens: Optional[int] = field(8192, "padded tokens per batch", min=1)
+    softmax_batch: int = field(4096, "positions sent through the output layer at once (bounds logits memory)", min=1)
     output_word_probs: bool = field(False, "print every token with its log2 probability, one line per text line")
     results_path: Optional[str] = field(None, "directory to write the metrics JSON (and word probs) into")
     device: Optional[str] = field(None, "cpu, cuda or cuda:N (default: cuda when available)")
     bf16: bool = field(False, "bfloat16 autocast for the model (GPUs, CPUs with bf16 instructions); the softmax "
                               "and the sums stay in fp32/fp64")
 
+    def __post_init__(self) -> None:
+        validate_ranges(self)
+
     def validate(self) -> None:
+        """What the ranges cannot say: a checkpoint is needed, and --results-path must be able to be a directory."""
         if not self.path:
             raise UserError("--path is required: the checkpoint to evaluate")
-        for flag, value in (("--batch-size", self.batch_size), ("--max-tokens", self.max_tokens),
-                            ("--softmax-batch", self.softmax_batch)):
-            if value is not None and value < 1:
-                raise UserError(f"{flag} {value} must be at least 1")
+        if self.results_path:
+            _check_results_dir(Path(self.results_path))
+
+
+def _check_results_dir(path: Path) -> None:
+    """Refuse, before any work, a --results-path that is a file or lies under one."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies under {p}, which is a file"
+                raise UserError(f"--results-path {path}: {what}; pass a directory (it is created if missing)")
+            return
 
 
 @dataclass
@@ -47,22 +61,21 @@ class GenerateConfig:
 
     path: Optional[str] = field(None, "checkpoint to sample from")
     prompt: str = field("", "text to continue (empty: start a new line)")
-    max_new_tokens: int = field(64, "tokens to generate per sample")
-    temperature: float = field(1.0, "divide logits by this before sampling (> 0)")
-    top_k: int = field(0, "sample only among the k most likely tokens (0: all)")
-    top_p: float = field(1.0, "sample only from the smallest set whose probability reaches p (1: all)")
-    seed: int = field(1, "random seed; the same seed gives the same samples")
-    num_samples: int = field(1, "independent samples, decoded as one batch")
+    max_new_tokens: int = field(64, "tokens to generate per sample", min=0)
+    temperature: float = field(1.0, "divide logits by this before sampling (> 0)", min=0)
+    top_k: int = field(0, "sample only among the k most likely tokens (0: all)", min=0)
+    top_p: float = field(1.0, "sample only from the smallest set whose probability reaches p (1: all)", gt=0, max=1)
+    seed: int = field(1, "random seed; the same seed gives the same samples", min=0, max=2**63 - 1)
+    num_samples: int = field(1, "independent samples, decoded as one batch", min=1)
     greedy: bool = field(False, "always take the most likely token (ignores temperature, top-k, top-p)")
     kv_cache: bool = field(True, "reuse keys/values of earlier tokens (--no-kv-cache re-runs the whole prefix)")
     device: Optional[str] = field(None, "cpu, cuda or cuda:N (default: cuda when available)")
 
+    def __post_init__(self) -> None:
+        validate_ranges(self)
+
     def validate(self) -> None:
         if not self.path:
             raise UserError("--path is required: the checkpoint to sample from")
-        if self.max_new_tokens < 0 or self.num_samples < 1 or self.top_k < 0:
-            raise UserError("--max-new-tokens and --top-k must be >= 0 and --num-samples >= 1")
         if not self.greedy and self.temperature <= 0:
             raise UserError(f"--temperature {self.temperature} must be > 0 (use --greedy for argmax decoding)")
-        if not 0 < self.top_p <= 1:
-            raise UserError(f"--top-p {self.top_p} must be in (0, 1]")

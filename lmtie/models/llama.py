@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmtie.config import field
+from lmtie.config import MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, field, validate_ranges
 from lmtie.errors import UserError
 from lmtie.models.base import LanguageModel
 from lmtie.models.registry import register_arch, register_model
@@ -34,25 +34,28 @@ _SDPA_HAS_GQA = torch.__version__ >= "2.5"  # enable_gqa appeared in torch 2.5; 
 class LlamaConfig:
     """Model hyper-parameters; names shared with ``transformer_lm`` are fairseq's, so ablation flags read alike."""
 
-    vocab_size: int = field(0, "vocabulary size (set from the dictionary)", cli=False)
-    padding_idx: int = field(1, "index of <pad>; its logit is masked and its embedding row stays zero", cli=False)
-    decoder_embed_dim: int = field(512, "width of the residual stream")
-    decoder_ffn_embed_dim: int = field(1408, "hidden width of the SwiGLU feed-forward layers")
-    decoder_layers: int = field(6, "number of Transformer blocks")
-    decoder_attention_heads: int = field(8, "query heads per block")
+    vocab_size: int = field(0, "vocabulary size (set from the dictionary)", cli=False, min=0, max=MAX_VOCAB)
+    padding_idx: int = field(1, "index of <pad>; its logit is masked and its embedding row stays zero", cli=False,
+                             min=0)
+    decoder_embed_dim: int = field(512, "width of the residual stream", min=1, max=MAX_WIDTH)
+    decoder_ffn_embed_dim: int = field(1408, "hidden width of the SwiGLU feed-forward layers", min=1, max=MAX_WIDTH)
+    decoder_layers: int = field(6, "number of Transformer blocks", min=1, max=MAX_LAYERS)
+    decoder_attention_heads: int = field(8, "query heads per block", min=1, max=MAX_WIDTH)
     decoder_kv_heads: Optional[int] = field(
-        None, "key/value heads per block (grouped-query attention; default: as many as query heads)")
-    rope_theta: float = field(10000.0, "base of the rotary position frequencies")
-    rms_norm_eps: float = field(1e-5, "epsilon of every RMSNorm")
+        None, "key/value heads per block (grouped-query attention; default: as many as query heads)",
+        min=1, max=MAX_WIDTH)
+    rope_theta: float = field(10000.0, "base of the rotary position frequencies", gt=0)
+    rms_norm_eps: float = field(1e-5, "epsilon of every RMSNorm", min=0)
     qk_norm: bool = field(False, "RMSNorm over head_dim on queries and keys before RoPE (as Qwen3, OLMo-2)")
-    dropout: float = field(0.0, "dropout on embeddings and residual branches")
-    attention_dropout: float = field(0.0, "dropout on attention weights")
-    max_target_positions: int = field(2048, "longest sequence served (RoPE extends freely)")
+    dropout: float = field(0.0, "dropout on embeddings and residual branches", min=0, lt=1)
+    attention_dropout: float = field(0.0, "dropout on attention weights", min=0, lt=1)
+    max_target_positions: int = field(2048, "longest sequence served (RoPE extends freely)", min=1, max=MAX_POSITIONS)
     share_decoder_input_output_embed: bool = field(
         False, "use embed_tokens.weight as the output projection (Press & Wolf 2017)")
-    init_std: float = field(0.02, "std of the q/k/v/gate/up weights (HF LlamaConfig.initializer_range)")
+    init_std: float = field(0.02, "std of the q/k/v/gate/up weights (HF LlamaConfig.initializer_range)", gt=0)
 
     def __post_init__(self) -> None:
+        validate_ranges(self)
         self.validate()
 
     @property

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmtie.config import field
+from lmtie.config import MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, field, validate_ranges
 from lmtie.errors import UserError
 from lmtie.models.base import LanguageModel
 from lmtie.models.registry import register_model
@@ -27,26 +27,31 @@ from lmtie.modules.kv_cache import KVCache
 class TransformerLMConfig:
     """Model hyper-parameters; field names follow fairseq's ``transformer_lm``."""
 
-    vocab_size: int = field(0, "vocabulary size (set from the dictionary)", cli=False)
-    padding_idx: int = field(1, "index of <pad>; its logit is masked and its embedding row stays zero", cli=False)
-    decoder_embed_dim: int = field(512, "width of the residual stream")
-    decoder_input_dim: Optional[int] = field(None, "width of embed_tokens (default: decoder_embed_dim)")
-    decoder_output_dim: Optional[int] = field(None, "width fed to the output projection (default: decoder_input_dim)")
-    decoder_ffn_embed_dim: int = field(2048, "inner width of the feed-forward layers")
-    decoder_layers: int = field(6, "number of Transformer blocks")
-    decoder_attention_heads: int = field(8, "attention heads per block")
+    vocab_size: int = field(0, "vocabulary size (set from the dictionary)", cli=False, min=0, max=MAX_VOCAB)
+    padding_idx: int = field(1, "index of <pad>; its logit is masked and its embedding row stays zero", cli=False,
+                             min=0)
+    decoder_embed_dim: int = field(512, "width of the residual stream", min=1, max=MAX_WIDTH)
+    decoder_input_dim: Optional[int] = field(None, "width of embed_tokens (default: decoder_embed_dim)",
+                                            min=1, max=MAX_WIDTH)
+    decoder_output_dim: Optional[int] = field(None, "width fed to the output projection (default: decoder_input_dim)",
+                                             min=1, max=MAX_WIDTH)
+    decoder_ffn_embed_dim: int = field(2048, "inner width of the feed-forward layers", min=1, max=MAX_WIDTH)
+    decoder_layers: int = field(6, "number of Transformer blocks", min=1, max=MAX_LAYERS)
+    decoder_attention_heads: int = field(8, "attention heads per block", min=1, max=MAX_WIDTH)
     decoder_learned_pos: bool = field(False, "learned positions instead of sinusoidal ones")
     no_scale_embedding: bool = field(False, "do not multiply token embeddings by sqrt(decoder_input_dim)")
     no_decoder_final_norm: bool = field(False, "skip the LayerNorm after the last block")
-    dropout: float = field(0.1, "dropout on embeddings and residual branches")
-    attention_dropout: float = field(0.0, "dropout on attention weights")
-    activation_dropout: float = field(0.0, "dropout after the feed-forward activation", aliases=("--relu-dropout",))
+    dropout: float = field(0.1, "dropout on embeddings and residual branches", min=0, lt=1)
+    attention_dropout: float = field(0.0, "dropout on attention weights", min=0, lt=1)
+    activation_dropout: float = field(0.0, "dropout after the feed-forward activation", min=0, lt=1,
+                                     aliases=("--relu-dropout",))
     activation_fn: Literal["relu", "gelu", "gelu_accurate", "silu"] = field("relu", "feed-forward activation")
-    max_target_positions: int = field(1024, "longest sequence the positions support")
+    max_target_positions: int = field(1024, "longest sequence the positions support", min=1, max=MAX_POSITIONS)
     share_decoder_input_output_embed: bool = field(
         False, "use embed_tokens.weight as the output projection (Press & Wolf 2017)")
 
     def __post_init__(self) -> None:
+        validate_ranges(self)
         if self.decoder_input_dim is None:
             self.decoder_input_dim = self.decoder_embed_dim
         if self.decoder_output_dim is None:
