@@ -20,9 +20,10 @@ FORBIDDEN = {
     "training": {"evaluation", "ablation", "cli", "hub"},
     "evaluation": {"training", "ablation", "cli"},
     "hub": {"training", "ablation", "cli"},
+    "interop": {"training", "evaluation", "ablation", "cli", "hub"},
 }
 # what the protocol must be enough for: these never name a family's classes or modules
-FAMILY_BLIND = ("training", "evaluation", "ablation", "hub", "checkpoint")
+FAMILY_BLIND = ("training", "evaluation", "ablation", "hub", "checkpoint", "interop")
 
 
 def _files(layer: str) -> list[Path]:

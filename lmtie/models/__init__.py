@@ -11,6 +11,7 @@ from lmtie.models.registry import (ARCHS, DEFAULT_FAMILY, FAMILIES, Family, arch
 
 # the families (each registers itself and its --arch sizes on import)
 from lmtie.models import transformer_lm, presets, llama  # noqa: E402,F401  isort: skip
+from lmtie.models import transformer_lm_hf, llama_hf  # noqa: E402,F401  their Hugging Face converters
 from lmtie.models.llama import LlamaConfig, LlamaLanguageModel  # noqa: E402
 from lmtie.models.transformer_lm import KVCache, TransformerLanguageModel, TransformerLMConfig  # noqa: E402
 
