@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,12 +85,61 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "optim_groups": json.dumps(ckpt.optim_groups),
     }
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        write_safetensors(tmp, tensors, meta)
     return path
 
 
+_ST_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+              torch.bool: "BOOL", torch.complex64: "C64"}
+_ST_DTYPES.update({getattr(torch, t): n for t, n in (("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64"),
+                                                      ("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"))
+                   if hasattr(torch, t)})
+_ST_ORDER = ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16", "U16", "F16",
+             "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"]  # the order of safetensors' Dtype enum
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write ``tensors`` (contiguous, on the CPU) and ``metadata`` to ``path`` in the safetensors format.
+
+    safetensors' own ``save_file`` writes a private (0600) ``.tmpXXXXXX`` file of its own beside
+    ``path`` and renames it over ``path``: the checkpoint lost the umask's mode, a kill mid-write
+    left a full-size temporary file no lmtie run recognises, and a full disk surfaced as a
+    SafetensorError. Writing the (simple, stable) format here into the file :func:`atomic_path`
+    made avoids all three, without a copy of the tensors in memory. ``safe_open`` reads it back.
+    """
+    if sys.byteorder != "little":  # the format is little-endian; let safetensors convert
+        save_file(tensors, str(path), metadata=metadata)
+        return
+    # safetensors' order (its dtype enum descending, then the name): the bytes are those of its save()
+    order = sorted(tensors, key=lambda k: (-_ST_ORDER.index(_ST_DTYPES.get(tensors[k].dtype, "BOOL")), k))
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    for k in order:
+        t = tensors[k]
+        if t.dtype not in _ST_DTYPES:
+            raise ValueError(f"{k}: dtype {t.dtype} has no safetensors name")
+        nbytes = t.numel() * t.element_size()
+        header[k] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for k in order:
+            t = tensors[k]
+            if t.numel():
+                f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+
+
 def load(path: str | os.PathLike, with_training_state: bool = True) -> Checkpoint:
-    """Read a checkpoint without unpickling anything; errors name the file and the fix."""
+    """Read a checkpoint without unpickling anything; every problem is a one-line UserError naming the file.
+
+    The header is checked here (each entry present where required, valid JSON of the right shape, the
+    config's sections known and within their fields' ranges), so whatever reads a Checkpoint later may
+    trust its types; :func:`build_model` checks the weights against the config before building.
+    """
     p = resolve(path)
     if not p.is_file():
         raise UserError(f"{path}: checkpoint not found{' (it is a directory)' if p.is_dir() else ''}; "
