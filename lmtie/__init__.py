@@ -1,6 +1,10 @@
 """lmtie: Transformer language models in the style of fairseq, built around parameter sharing."""
 
-from lmtie.data.dictionary import Dictionary
+from lmtie import preempt as _preempt
+
+_preempt.install_for_command()  # lmtie-train: SIGTERM/SIGUSR1 during the imports below end it cleanly (exit 0)
+
+from lmtie.data.dictionary import Dictionary  # noqa: E402
 from lmtie.hub import load
 from lmtie.models import (LanguageModel, LlamaConfig, LlamaLanguageModel, TransformerLanguageModel, TransformerLMConfig,
                           build_config, build_model, check_tie, register_arch, register_model)

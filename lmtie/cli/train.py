@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     summary = train(model_overrides(args), from_args(DataConfig, args), from_args(OptimizationConfig, args),
                     from_args(CheckpointConfig, args), from_args(RunConfig, args))
-    if summary is not None and args.log_format != "none":
+    if summary.get("updates") is None:  # SIGTERM/SIGUSR1 during start-up: said so, nothing written; exit 0
+        return 0
+    if args.log_format != "none":
         print(_final_lines(summary), file=sys.stderr if args.log_format == "json" else sys.stdout)
     return 0
 

@@ -7,6 +7,7 @@ or the flags.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -21,6 +22,8 @@ from torch import nn
 from lmtie.config import from_dict, to_dict
 from lmtie.data import Dictionary, LanguageModelDataset, ensure_default_data_bin, load_manifest, tokenizer_identity
 from lmtie.errors import UserError
+from lmtie.io import remove_stale_temp_files
+from lmtie.lock import DirLock, acquire
 from lmtie.models import Family, LanguageModel, arch_overrides, check_tie, family_of_arch, unwrap
 from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
@@ -44,6 +47,7 @@ class TrainSetup:
     tokenizer_info: dict
     tokenizer_model: Optional[bytes]
     restore: Optional[ckpt_io.Checkpoint] = None
+    lock: Optional[DirLock] = None  # the save dir's lock (rank 0; None on other ranks)
 
     def config_dict(self) -> dict:
         return {"model_family": self.family, "model": to_dict(self.model_cfg), "data": to_dict(self.data), "optimization": to_dict(self.optim),
@@ -59,9 +63,14 @@ class TrainSetup:
 
 
 def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ckpt: CheckpointConfig,
-          run: RunConfig) -> TrainSetup:
-    """Resolve the data, check the flags, build (or restore) the model, wrap it for torchrun."""
+          run: RunConfig, exit_stack: Optional[contextlib.ExitStack] = None) -> TrainSetup:
+    """Resolve the data, check the flags, lock the save dir, build (or restore) the model, wrap it for torchrun.
+
+    The save dir's lock is ``setup.lock``; ``exit_stack`` (if given) releases it on its exit,
+    also when building fails after the lock was taken.
+    """
     family = family_of_arch(run.arch)
+    family.config_class(**{**arch_overrides(run.arch), **model_overrides})  # model flags checked before any write
     device = _device(run.device)
     info = dist.init_from_env(device)
     if info.enabled and device.type == "cuda":
@@ -72,7 +81,9 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     dictionary = Dictionary.load(Path(data.data) / "dict.txt")
     model_cfg = _model_config(family, {**arch_overrides(run.arch), **model_overrides}, dictionary, data)
     train_data, valid_data = _datasets(data)
-    _check_save_dir(Path(ckpt.save_dir), info)
+    lock = _check_save_dir(Path(ckpt.save_dir), info)
+    if lock is not None and exit_stack is not None:
+        exit_stack.callback(lock.release)  # also when building fails below
     restore = _find_restore(ckpt)
     torch.manual_seed(run.seed)
     model = family.model_class.build(model_cfg)
@@ -88,7 +99,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     check_tie(model)
     tok_info, tok_model = tokenizer_identity(Path(data.data))
     return TrainSetup(family.name, model_cfg, data, optim, ckpt, run, device, info, dictionary, train_data, valid_data, model,
-                      tok_info, tok_model, restore)
+                      tok_info, tok_model, restore, lock)
 
 
 def _device(name: str) -> torch.device:
@@ -130,16 +141,29 @@ def _datasets(data: DataConfig) -> tuple[LanguageModelDataset, Optional[Language
     return train, valid
 
 
-def _check_save_dir(save_dir: Path, info: dist.DistInfo) -> None:
-    """Fail now, not after an hour of training, if checkpoints cannot be written."""
+LOCK_FILE = ".lock"
+
+
+def _check_save_dir(save_dir: Path, info: dist.DistInfo) -> Optional[DirLock]:
+    """Fail now, not after an hour of training, if checkpoints cannot be written or another run
+    uses the directory; return its lock (rank 0; None on the other ranks), then remove the
+    temporary files of writes a kill cut short (no live writer can own them now)."""
     if not info.is_main:
-        return
+        return None
     try:
         save_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=save_dir, prefix=".write-test"):
             pass
+        lock = acquire(save_dir / LOCK_FILE, f"--save-dir {save_dir}",
+                       "wait for that run to finish (or stop it), or choose another --save-dir")
     except OSError as e:
         raise UserError(f"--save-dir {save_dir}: cannot write there ({e.strerror}); choose a writable directory")
+    try:
+        remove_stale_temp_files(save_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _find_restore(ckpt: CheckpointConfig) -> Optional[ckpt_io.Checkpoint]:

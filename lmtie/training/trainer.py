@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from lmtie.data import LanguageModelDataset, batch_indices, epoch_order
+from lmtie import preempt
 from lmtie.errors import UserError
-from lmtie.io import atomic_write_text
+from lmtie.io import atomic_write_text, is_disk_full
 from lmtie.models import check_tie, unwrap
 from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
@@ -74,24 +75,29 @@ class Trainer:
     """Runs a :class:`TrainSetup` to completion (or to preemption), writing checkpoints and logs."""
 
     def __init__(self, setup: TrainSetup):
+        self.signal_name: str | None = None
+        self._install_signal_handlers()  # first: from here on a signal stops the run between steps
         self.s = setup
         self.model = setup.model
         self.optimizer = build_optimizer(unwrap(self.model), setup.optim)
         self.state = TrainState()
-        self.signal_name: str | None = None
         self.logger = MetricsLogger(setup)
         self._clock = time.perf_counter()  # wall time since then is not yet in state.train_seconds
-        if setup.restore is not None and self._restore(setup.restore):
+        self._restored = setup.restore is not None and self._restore(setup.restore)
+        if self._restored:
             self.logger.resume(self.state, setup.restore.path)
         else:
             self.logger.fresh_start(self.state)
+        self._session_start_step = self.state.step
+        self._last_saved_step = -1  # the update checkpoint_last was last written at in this session
 
     # --- the loop -----------------------------------------------------------------------
     def train(self) -> dict:
         """Train until a stopping rule fires; return the summary (also logged)."""
-        self._install_signal_handlers()
         self._clock = time.perf_counter()
         try:
+            if self._restored and not self._should_stop():
+                self._finish_interrupted_validation()
             while not self._should_stop():
                 self._train_epoch()
         except Preempted:
@@ -99,9 +105,7 @@ class Trainer:
         finally:
             self.logger.close_bar()
         if self.signal_name is not None:
-            self._save(last=True)
-            self.logger.message(f"stopped by {self.signal_name} at update {self.state.step}; wrote "
-                                f"{self._path('checkpoint_last')}; run the same command again to resume")
+            self._stop_for_signal()
         else:
             if self.state.last_valid_step != self.state.step:  # fairseq also validates when training ends
                 self._validate_and_track()
@@ -192,12 +196,44 @@ class Trainer:
             st.consecutive_nonfinite = 0
             st.tokens_seen += r.ntokens
         self.logger.train_step(st, r, self.optimizer.param_groups[0]["lr"])
-        interval = self.s.run.validate_interval_updates
-        if interval > 0 and st.step % interval == 0:
-            self._validate_and_track()
-        save = self.s.ckpt.save_interval_updates
-        if save > 0 and st.step % save == 0:
+        self._validate_and_save_if_due()
+
+    def _validate_and_save_if_due(self) -> None:
+        """The interval validation and checkpoint of this update, if it is one of theirs. A signal
+        during the validation still gets the interval checkpoint written (then the run stops)."""
+        st = self.state
+        interval, save = self.s.run.validate_interval_updates, self.s.ckpt.save_interval_updates
+        save_due = save > 0 and st.step % save == 0
+        try:
+            if interval > 0 and st.step % interval == 0:
+                self._validate_and_track()
+        except Preempted:
+            if save_due:
+                self._save(last=True, interval=True)
+            raise
+        if save_due:
             self._save(last=True, interval=True)
+
+    def _finish_interrupted_validation(self) -> None:
+        """A signal that cut the interval validation of update N short left checkpoint_last at N
+        without it: run it (and write what it writes) before the next update, as the run would have."""
+        st, interval = self.state, self.s.run.validate_interval_updates
+        if (interval > 0 and st.step > 0 and st.step % interval == 0 and st.last_valid_step != st.step
+                and self.s.valid_data is not None):
+            self.logger.message(f"update {st.step}: its validation was interrupted; running it now")
+            self._validate_and_save_if_due()
+
+    def _stop_for_signal(self) -> None:
+        """After a signal: write checkpoint_last unless it already holds this update (or none was made)."""
+        st, where = self.state, self._path("checkpoint_last")
+        if st.step == self._session_start_step:
+            self.logger.message(f"stopped by {self.signal_name} before the first update of this run; no checkpoint "
+                                "written (none is needed); run the same command again to start or resume")
+            return
+        if self._last_saved_step != st.step:
+            self._save(last=True)
+        self.logger.message(f"stopped by {self.signal_name} at update {st.step}; wrote {where}; run the same "
+                            "command again to resume")
 
     def _count_fault(self, r: StepResult) -> None:
         st = self.state
@@ -277,6 +313,8 @@ class Trainer:
 
     def _save(self, last: bool = False, best: bool = False, epoch: bool = False, interval: bool = False) -> None:
         """Write the requested checkpoints (rank 0 only); refuse to persist non-finite weights."""
+        if last:
+            self._last_saved_step = self.state.step
         with self._timed("checkpoint_seconds"):
             state = self._checkpoint()
             if self.s.dist.is_main:
@@ -290,10 +328,23 @@ class Trainer:
         if not all(torch.isfinite(t).all() for t in state.model_state.values() if t.is_floating_point()):
             self.logger.message("weights are not finite: checkpoint NOT written (the previous one is kept)")
             return
-        for name in names:
-            ckpt_io.save(self._path(name), state)
-        # the run's configs, readable without lmtie; each checkpoint also carries its own copy
-        atomic_write_text(Path(self.s.ckpt.save_dir) / "config.json", json.dumps(state.config, indent=1) + "\n")
+        config = Path(self.s.ckpt.save_dir) / "config.json"
+        target = config
+        try:
+            for name in names:
+                target = self._path(name)
+                ckpt_io.save(target, state)
+            # the run's configs, readable without lmtie; each checkpoint also carries its own copy
+            target = config
+            atomic_write_text(config, json.dumps(state.config, indent=1) + "\n")
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            last = self._path("checkpoint_last")  # atomic writes: still the previous, complete one
+            kept = f"the last good checkpoint, {last}, is kept" if last.exists() else "no checkpoint was written yet"
+            raise UserError(f"{target.parent}: no space left on device (writing {target.name} at update "
+                            f"{self.state.step}); {kept}; free some space and run the same command again to "
+                            "resume") from None
         self._prune()
 
     def _checkpoint(self) -> ckpt_io.Checkpoint:
@@ -338,14 +389,18 @@ class Trainer:
 
     # --- signals and summary ---------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGUSR1 only record the signal: the loop stops after the current step (or
+        validation batch). A start-up signal whose exception was swallowed is picked up here."""
         def handler(signum, frame):
-            self.signal_name = signal.Signals(signum).name
+            self.signal_name = self.signal_name or signal.Signals(signum).name
 
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in preempt.SIGNALS:
             try:
                 signal.signal(sig, handler)
             except ValueError:  # not the main thread (e.g. a notebook worker): no preemption handling
                 pass
+        self.signal_name = self.signal_name or preempt.pending()
+        preempt.clear()
 
     def _summary(self) -> dict:
         st = self.state
