@@ -7,6 +7,7 @@ existing destdir. A destdir that already holds the same corpus (same fingerprint
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -24,6 +25,8 @@ from lmtie.data.manifest import FORMAT, MANIFEST, load_manifest, write_manifest
 from lmtie.data.sources import check_input_file, decompress_if_needed, export_hf_dataset, sha256_file
 from lmtie.data.tokenizers import TOKENIZERS, Tokenizer, tokenizer_class
 from lmtie.errors import UserError
+from lmtie.io import is_disk_full
+from lmtie.lock import DirLock, acquire
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "data" / "shakespeare"
@@ -94,12 +97,31 @@ def resolved(cfg: PreprocessConfig) -> PreprocessConfig:
     return PreprocessConfig(**values)
 
 
-def preprocess(cfg: PreprocessConfig) -> Path:
-    """Build (or reuse) the data-bin described by ``cfg``; return its directory."""
+def preprocess(cfg: PreprocessConfig, wait_for_lock: bool = False) -> Path:
+    """Build (or reuse) the data-bin described by ``cfg``; return its directory.
+
+    One process at a time per destdir (a lock beside it): another one is refused, naming its
+    pid, or with ``wait_for_lock`` waited for (then its result is usually reused).
+    """
     cfg = resolved(cfg)
     destdir = Path(cfg.destdir)
     _check_options(cfg)
     destdir.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(destdir, wait_for_lock):
+        try:
+            return _build_and_install(cfg, destdir)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            kept = f"the existing {destdir} is untouched" if destdir.exists() else f"no {destdir} was made"
+            raise UserError(f"{destdir.parent}: no space left on device while building --destdir {destdir} "
+                            f"({e.filename or e.strerror}); nothing half-written is left and {kept}; free some "
+                            "space or choose another --destdir") from None
+
+
+def _build_and_install(cfg: PreprocessConfig, destdir: Path) -> Path:
+    for stale in destdir.parent.glob(f".{glob.escape(destdir.name)}.tmp-*"):  # of killed runs: we hold the lock
+        shutil.rmtree(stale, ignore_errors=True)
     workdir = Path(tempfile.mkdtemp(prefix=f".{destdir.name}.tmp-", dir=destdir.parent))
     try:
         inputs = _gather_inputs(cfg, workdir / "scratch")
@@ -113,6 +135,16 @@ def preprocess(cfg: PreprocessConfig) -> Path:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return destdir
+
+
+def _lock(destdir: Path, wait: bool) -> DirLock:
+    """``.DESTNAME.lock`` beside ``destdir`` (inside it, the lock would be renamed away with it)."""
+    try:
+        return acquire(destdir.parent / f".{destdir.name}.lock", f"--destdir {destdir}",
+                       "wait for it to finish or choose another --destdir", wait=wait)
+    except OSError as e:
+        raise UserError(f"--destdir {destdir}: cannot write beside it in {destdir.parent} ({e.strerror}); "
+                        "choose a writable place") from None
 
 
 def _check_options(cfg: PreprocessConfig) -> None:
@@ -304,4 +336,4 @@ def _manifest(cfg: PreprocessConfig, inputs: list[Input], stats: dict[str, Split
 
 def ensure_default_data_bin(destdir: str | Path | None = None) -> Path:
     """Preprocess the embedded Shakespeare corpus (SentencePiece BPE, 4096) once; reuse it after."""
-    return preprocess(PreprocessConfig(destdir=str(destdir) if destdir is not None else None))
+    return preprocess(PreprocessConfig(destdir=str(destdir) if destdir is not None else None), wait_for_lock=True)
