@@ -37,16 +37,24 @@ class MetricsLogger:
         self.window_loss, self.window_ntok = 0.0, 0
         self.bar = None
         self.metrics_path = Path(setup.ckpt.save_dir) / "metrics.jsonl"
-        self.tb = self._tensorboard(setup.run.tensorboard_logdir) if self.active else None
+        self.tb_logdir = setup.run.tensorboard_logdir if self.active else None
+        self.tb = None  # opened by fresh_start / resume, which know where the run starts
+        self._summary_writer = self._tensorboard_class() if self.tb_logdir else None
 
-    def _tensorboard(self, logdir):
-        if not logdir:
-            return None
+    @staticmethod
+    def _tensorboard_class():
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UserError("--tensorboard-logdir needs the tensorboard package: pip install tensorboard")
-        return SummaryWriter(logdir)
+        return SummaryWriter
+
+    def _open_tensorboard(self, purge_step: int | None) -> None:
+        """TensorBoard events in --tensorboard-logdir. A resume at update N passes ``purge_step``
+        N + 1: TensorBoard then hides the events a killed session wrote after its checkpoint, so no
+        step is shown twice (as metrics.jsonl is trimmed)."""
+        if self._summary_writer is not None and self.tb is None:
+            self.tb = self._summary_writer(self.tb_logdir, purge_step=purge_step)
 
     def elapsed(self) -> float:
         return time.time() - self.start
@@ -59,6 +67,7 @@ class MetricsLogger:
         """Mark the start of a fresh run; an existing file from another run is appended to, not cut."""
         if not self.active:
             return
+        self._open_tensorboard(None)
         if self._ends_mid_line():  # a crash mid-write: do not glue this record to the torn line
             with open(self.metrics_path, "a", encoding="utf-8") as f:
                 f.write("\n")
@@ -75,6 +84,7 @@ class MetricsLogger:
         """Drop the records after the restored update, then mark the resume (rank 0 only)."""
         if not self.active:
             return
+        self._open_tensorboard(state.step + 1)
         kept, dropped, unreadable = self._records_up_to(state.step)
         if unreadable:
             self.message(f"{self.metrics_path}: dropped {unreadable} unreadable line(s) while trimming it to "
@@ -164,11 +174,15 @@ class MetricsLogger:
         self._write({"type": "summary", **summary})
         if self.tb is not None:
             self.tb.close()
+            self.tb = None
 
     def close_bar(self) -> None:
+        """End the progress bar and flush TensorBoard (the loop has ended, maybe by an error)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.tb is not None:
+            self.tb.flush()
 
 
 def _now() -> str:
