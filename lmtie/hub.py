@@ -42,8 +42,12 @@ class LanguageModel:
 
     def generate(self, prompt: str = "", max_new_tokens: int = 64, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, greedy: bool = False, seed: int | None = None, num_samples: int = 1,
-                 use_cache: bool = True) -> str | list[str]:
-        """The prompt and its continuation as text (a list when ``num_samples > 1``); ``seed`` makes it repeatable."""
+                 use_cache: bool = True, return_count: bool = False):
+        """The prompt and its continuation as text (a list when ``num_samples > 1``); ``seed`` makes it repeatable.
+
+        Generation stops early (with a warning) where the model's positions run out; with
+        ``return_count`` the result is ``(text_or_texts, new_tokens_per_sample)``.
+        """
         ids = prompt_to_ids(self.tokenizer, prompt)
         gen = None
         if seed is not None:
@@ -51,7 +55,8 @@ class LanguageModel:
         new = generate(self.model, ids, max_new_tokens, temperature, top_k, top_p, greedy, use_cache, gen,
                        num_samples)
         texts = [self.decode(ids[1:] + row) for row in new.tolist()]  # ids[0] is the </s> that opens the line
-        return texts[0] if num_samples == 1 else texts
+        result = texts[0] if num_samples == 1 else texts
+        return (result, new.size(1)) if return_count else result
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> LanguageModel:

@@ -23,15 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg.validate()
     lm = load(cfg.path, cfg.device)
     start = time.perf_counter()
-    texts = lm.generate(cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.greedy,
-                        cfg.seed, cfg.num_samples, cfg.kv_cache)
+    texts, per_sample = lm.generate(cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
+                                    cfg.greedy, cfg.seed, cfg.num_samples, cfg.kv_cache, return_count=True)
     seconds = time.perf_counter() - start
     for i, text in enumerate([texts] if isinstance(texts, str) else texts):
         print(f"=== sample {i} ===")
         print(text)
-    new = cfg.max_new_tokens * cfg.num_samples
-    print(f"generated up to {new} tokens in {seconds:.2f}s ({new / max(seconds, 1e-9):.1f} tokens/s, "
-          f"kv cache {'on' if cfg.kv_cache else 'off'})")
+    new = per_sample * cfg.num_samples
+    per = f" ({cfg.num_samples} x {per_sample})" if cfg.num_samples > 1 else ""
+    capped = (f"; {cfg.max_new_tokens:,} per sample were asked, but the model's positions ran out"
+              if per_sample < cfg.max_new_tokens else "")
+    print(f"generated {new} new tokens{per} in {seconds:.2f}s ({new / max(seconds, 1e-9):.1f} tokens/s, "
+          f"kv cache {'on' if cfg.kv_cache else 'off'}){capped}")
     return 0
 
 
