@@ -159,8 +159,11 @@ def test_mmap_reads_a_split_larger_than_the_ram_it_uses(tmp_path):
     the kernel can drop, so they are not what a RAM budget limits."""
     n_lines, line = 24_000, 1000
     with MMapIndexedDatasetBuilder(tmp_path / "train", np.uint16) as b:
-        b.add_lines((np.arange(n_lines * line) % 60000).astype(np.uint16), np.full(n_lines, line))
-    Dictionary().save(tmp_path / "dict.txt")
+        b.add_lines((np.arange(n_lines * line) % 1000).astype(np.uint16), np.full(n_lines, line))
+    d = Dictionary()
+    for i in range(1000 - len(d)):  # every id is in the dictionary (a split with others is refused)
+        d.add_symbol(f"w{i}")
+    d.save(tmp_path / "dict.txt")
     code = textwrap.dedent(f"""
         import re
         import numpy as np

@@ -72,9 +72,16 @@ class MMapIndexedDataset:
             if not p.is_file():
                 raise UserError(f"{p}: missing; preprocess this split first (lmtie-preprocess)")
         self.dtype, count, offset = read_index_header(idx)
+        expected, actual = offset + 12 * count, idx.stat().st_size  # int32 sizes + int64 pointers per line
+        if actual != expected:
+            raise UserError(f"{idx}: {actual} bytes, but its header describes {count} lines ({expected} bytes); the "
+                            "index is truncated or damaged: re-run lmtie-preprocess")
         self._idx = np.memmap(idx, dtype=np.uint8, mode="r")
         self.sizes = np.frombuffer(self._idx, dtype=np.int32, count=count, offset=offset)
         self.pointers = np.frombuffer(self._idx, dtype=np.int64, count=count, offset=offset + 4 * count)
+        if count and int(self.sizes.min()) < 0:
+            raise UserError(f"{idx}: a line of negative length ({int(self.sizes.min())}); the index is damaged: "
+                            "re-run lmtie-preprocess")
         nbytes = bin_.stat().st_size
         total = int(self.sizes.sum(dtype=np.int64))
         if total * self.dtype.itemsize != nbytes:
@@ -93,6 +100,20 @@ class MMapIndexedDataset:
             raise IndexError(f"line {i} out of range for {len(self)} lines")
         start = int(self.pointers[i]) // self.dtype.itemsize
         return torch.from_numpy(np.array(self.tokens[start:start + int(self.sizes[i])], dtype=np.int64))
+
+    def check_ids(self, vocab_size: int, dictionary: str | os.PathLike) -> None:
+        """Refuse a split holding an id outside ``0 .. vocab_size - 1`` (one pass over the mmap, once when the
+        split is opened): such ids index past the embedding, or mean symbols of another dict.txt."""
+        if not len(self.tokens):
+            return
+        lo, hi = int(self.tokens.min()), int(self.tokens.max())
+        if lo >= 0 and hi < vocab_size:
+            return
+        bad = hi if hi >= vocab_size else lo
+        at = int(np.argmax(np.asarray(self.tokens) == bad))
+        raise UserError(f"{self.prefix}.bin: token id {bad} (at token {at}) is outside the dictionary {dictionary} "
+                        f"of {vocab_size} symbols (ids 0..{vocab_size - 1}); the split was binarised with another "
+                        "dict.txt: re-run lmtie-preprocess for this data-bin")
 
     def token_range(self, start: int, end: int) -> np.ndarray:
         """Tokens ``start:end`` of the concatenated split, as int64 (only those pages are read)."""

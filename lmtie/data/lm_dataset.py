@@ -76,7 +76,11 @@ class LanguageModelDataset:
     def __init__(self, data_bin: str | Path, split: str, tokens_per_sample: int, sample_break_mode: str = "none"):
         data_bin = Path(data_bin)
         self.dictionary = Dictionary.load(data_bin / "dict.txt")
+        if len(self.dictionary) <= self.dictionary.nspecial:
+            raise UserError(f"{data_bin / 'dict.txt'}: no symbols besides the {self.dictionary.nspecial} special ones "
+                            "(empty or emptied); re-run lmtie-preprocess for this data-bin")
         self.data = MMapIndexedDataset(data_bin / split)
+        self.data.check_ids(len(self.dictionary), data_bin / "dict.txt")
         self.tokens_per_sample, self.sample_break_mode = tokens_per_sample, sample_break_mode
         self.starts, self.ends = block_slices(self.data.sizes, tokens_per_sample, sample_break_mode)
         self.sizes = (self.ends - self.starts).astype(np.int64)

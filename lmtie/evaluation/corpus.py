@@ -118,6 +118,7 @@ def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | No
     check_same_dictionary(d, ckpt)
     _check_same_tokenizer(d, manifest, ckpt)
     ds = MMapIndexedDataset(d / split)
+    ds.check_ids(len(ckpt.dictionary), d / "dict.txt")
     if ds.num_tokens() == 0:
         raise UserError(f"{d / split}.bin: split {split!r} is empty; pick another --gen-subset")
     info = manifest.get("splits", {}).get(split, {})

@@ -199,6 +199,7 @@ def _load_weights(model: LanguageModel, ck: ckpt_io.Checkpoint, dictionary: Dict
         k = diff[0]
         raise UserError(f"{ck.path}: model flag --{k.replace('_', '-')} is {saved[k]} in the checkpoint but "
                         f"{now[k]} now; pass the same model flags or use a new --save-dir")
+    ckpt_io.check_sizes(ck, ckpt_io.model_config(ck))  # the file's tensors are what its config says
     head = model.output_head_key
     state = {k: v for k, v in ck.model_state.items() if not (flip and k == head)}
     model.load_state_dict(state, strict=not flip)

@@ -81,6 +81,8 @@ class Trainer:
         self.model = setup.model
         self.optimizer = build_optimizer(unwrap(self.model), setup.optim)
         self.state = TrainState()
+        if setup.restore is not None:
+            self._check_restorable(setup.restore)  # a damaged checkpoint is refused before anything is written
         self.logger = MetricsLogger(setup)
         self._clock = time.perf_counter()  # wall time since then is not yet in state.train_seconds
         self._restored = setup.restore is not None and self._restore(setup.restore)
@@ -363,24 +365,47 @@ class Trainer:
             train_state=asdict(st), optim_state=optim_state, optim_groups=groups, rng=rng)
 
     def _restore(self, ck: ckpt_io.Checkpoint) -> bool:
-        """Continue from ``ck`` (weights are already loaded by TrainSetup); False if only the weights are kept."""
+        """Continue from ``ck`` (weights are already loaded by TrainSetup); False if only the weights are kept.
+
+        Everything is checked (:meth:`_check_restorable`) before any of it is applied."""
         if self.s.ckpt.reset_optimizer:
             self.logger.message(f"restored weights from {ck.path}; optimiser, schedule and data position reset")
             return False
+        state, python_rng, numpy_rng = self._check_restorable(ck)
         load_optimizer_state(self.optimizer, ck.optim_state)
-        saved = dict(ck.train_state)
-        # a checkpoint from before the time split: all the loop time it recorded counts as update time
-        saved.setdefault("update_seconds", saved.get("train_seconds", 0.0))
-        self.state = TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
-        if self.state.python_rng is not None:
-            random.setstate(_tupled(self.state.python_rng))
-            s = self.state.numpy_rng
-            np.random.set_state((s[0], np.asarray(s[1], dtype=np.uint32), *s[2:]))
+        self.state = state
+        if python_rng is not None:
+            random.setstate(python_rng)
+            np.random.set_state(numpy_rng)
         torch.set_rng_state(ck.rng["torch"])
         if "cuda" in ck.rng and self.s.device.type == "cuda":
             torch.cuda.set_rng_state(ck.rng["cuda"], self.s.device)
         self.logger.message(f"resumed from {ck.path} at update {self.state.step} (epoch {self.state.epoch})")
         return True
+
+    def _check_restorable(self, ck: ckpt_io.Checkpoint):
+        """``(TrainState, Python RNG state, NumPy RNG state)`` of ``ck``, or a UserError naming the file and
+        the entry: train_state of the wrong types, RNG states that do not fit, optimiser state whose shapes
+        are not the parameters'. Pure: nothing is applied or written."""
+        if self.s.ckpt.reset_optimizer:
+            return None, None, None
+        state = _checked_train_state(ck)
+        python_rng = numpy_rng = None
+        if state.python_rng is not None or state.numpy_rng is not None:
+            python_rng, numpy_rng = _checked_host_rngs(ck, state.python_rng, state.numpy_rng)
+        _check_generator_state(ck, "torch", torch.device("cpu"))
+        if "cuda" in ck.rng and self.s.device.type == "cuda":
+            _check_generator_state(ck, "cuda", self.s.device)
+        for g in self.optimizer.param_groups:
+            for name, p in zip(g["param_names"], g["params"]):
+                for slot, t in ck.optim_state.get(name, {}).items():
+                    scalar = slot == "step"
+                    if (not t.is_floating_point() or (t.numel() != 1 if scalar else tuple(t.shape) != tuple(p.shape))
+                            or (scalar and not (math.isfinite(float(t)) and float(t) >= 0))):
+                        want = "a finite scalar >= 0" if scalar else f"floating point of shape {list(p.shape)}"
+                        raise UserError(f"{ck.path}: optimiser state optim.{name}.{slot} is {t.dtype} of shape "
+                                        f"{list(t.shape)}, not {want}; {_RESTORE_HINT}")
+        return state, python_rng, numpy_rng
 
     def _prune(self) -> None:
         d = Path(self.s.ckpt.save_dir)
@@ -460,3 +485,73 @@ def _jsonable(x):
 
 def _tupled(x):
     return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
+
+
+_RESTORE_HINT = ("the checkpoint is damaged: resume from another checkpoint_*.safetensors (--restore-file), or pass "
+                 "--reset-optimizer to keep only its weights")
+_TRAIN_STATE_MIN = {"epoch": 1, "last_valid_step": -1}  # every other int field is a count, >= 0
+
+
+def _checked_train_state(ck: ckpt_io.Checkpoint) -> TrainState:
+    """The checkpoint's ``train_state`` as a TrainState, each known entry of its field's type (unknown
+    entries, from a newer lmtie, are ignored)."""
+    import typing
+
+    saved = dict(ck.train_state)
+    # a checkpoint from before the time split: all the loop time it recorded counts as update time
+    saved.setdefault("update_seconds", saved.get("train_seconds", 0.0))
+    hints = typing.get_type_hints(TrainState)
+    for k, v in saved.items():
+        tp = hints.get(k)
+        if tp is None or tp is Any:
+            continue
+        if tp is int:
+            ok, what = isinstance(v, int) and not isinstance(v, bool) and v >= _TRAIN_STATE_MIN.get(k, 0), \
+                f"an integer >= {_TRAIN_STATE_MIN.get(k, 0)}"
+        elif tp is float:
+            ok, what = _is_number(v) and math.isfinite(v) and v >= 0, "a finite number >= 0"
+        elif tp == Optional[float]:
+            ok, what = v is None or _is_number(v), "a number or null"
+        else:
+            ok, what = isinstance(v, tp), f"a {tp.__name__}"
+        if not ok:
+            shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+            raise UserError(f"{ck.path}: train_state {k!r} is {shown}, not {what}; {_RESTORE_HINT}")
+    return TrainState(**{k: saved[k] for k in TrainState.__dataclass_fields__ if k in saved})
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _checked_host_rngs(ck: ckpt_io.Checkpoint, python_rng, numpy_rng):
+    """The Python and NumPy RNG states, tried on private generators first (the global ones stay untouched)."""
+    try:
+        py = _tupled(python_rng)
+        random.Random().setstate(py)
+    except (TypeError, ValueError, IndexError, OverflowError) as e:
+        raise UserError(f"{ck.path}: train_state 'python_rng' is not a Python RNG state ({_short(e)}); {_RESTORE_HINT}")
+    try:
+        s = numpy_rng
+        npy = (s[0], np.asarray(s[1], dtype=np.uint32), *s[2:])
+        np.random.RandomState().set_state(npy)
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError) as e:
+        raise UserError(f"{ck.path}: train_state 'numpy_rng' is not a NumPy RNG state ({_short(e)}); {_RESTORE_HINT}")
+    return py, npy
+
+
+def _check_generator_state(ck: ckpt_io.Checkpoint, name: str, device: torch.device) -> None:
+    """rng.``name`` fits a generator on ``device`` (tried on a private one: the global generator stays untouched)."""
+    t = ck.rng.get(name)
+    why = "missing" if t is None else None
+    if why is None:
+        try:
+            torch.Generator(device).set_state(t)
+        except (RuntimeError, TypeError) as e:
+            why = f"{t.dtype} of shape {list(t.shape)}, not a {device.type} generator state ({_short(e)})"
+    if why:
+        raise UserError(f"{ck.path}: RNG state rng.{name} is {why}; {_RESTORE_HINT}")
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:100] if str(e) else type(e).__name__
