@@ -60,7 +60,10 @@ class LanguageModel:
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> LanguageModel:
-    """Load an lmtie checkpoint for scoring and generation (CUDA when available, unless ``device`` says)."""
+    """Load an lmtie checkpoint for scoring and generation (CUDA when available, unless ``device`` says).
+
+    Any problem with the file (not a checkpoint, damaged, a config that does not fit its weights)
+    raises :class:`lmtie.errors.UserError` with a one-line message naming it, never another type."""
     dev = default_device(device)
     model, ckpt = load_model(path, dev)
     return LanguageModel(model, ckpt, checkpoint_tokenizer(ckpt), dev)
