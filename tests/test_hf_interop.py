@@ -130,6 +130,20 @@ def test_export_greedy_generation_is_identical(exported):
     assert d.pad() not in ours
 
 
+def test_export_then_import_gives_the_lmtie_model_back(exported):
+    from lmtie.checkpoint import load_model
+
+    name, tied, model, hf, d, out = exported
+    back, ckpt = load_model(out)
+    assert ckpt.dictionary == d and back.tied is tied and back.family == model.family
+    if name != "gpt2-folded":  # the fold changes the weights (not the function) of that one
+        theirs = back.state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in model.state_dict().items() if k in theirs)
+    x = torch.randint(d.nspecial, len(d), (2, 30))
+    with torch.no_grad():
+        assert (unmasked(model(x), d.pad()) - unmasked(back.eval()(x), d.pad())).abs().max() < 1e-5
+
+
 def test_export_refuses_what_gpt2_cannot_hold_naming_the_flags(tmp_path):
     d = small_dictionary()
     model = random_model("transformer_lm", "transformer_lm_tiny", False, d, decoder_input_dim=16,
@@ -153,3 +167,142 @@ def test_export_cli_refuses_a_non_empty_directory_and_replaces_it_with_overwrite
     assert main(["--path", str(path), "--out", str(tmp_path / "hf"), "--overwrite"]) == 0
     assert not (tmp_path / "hf" / "keep.txt").exists() and (tmp_path / "hf" / "model.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.safetensors", "hf"]  # no temporary left
+
+
+# --- import: HF -> lmtie ----------------------------------------------------------------------------
+WORDS = [f"w{i}" for i in range(47)]  # with <unk>, <|endoftext|> and one more: a 50-token vocabulary
+
+
+def word_tokenizer():
+    """A tiny word-level tokenizer.json: ids 0..46 the words, 47 <unk>, 48 spare, 49 <|endoftext|>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+
+    vocab = {w: i for i, w in enumerate(WORDS)} | {"<unk>": 47, "<spare>": 48, "<|endoftext|>": 49}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return tok
+
+
+def hf_model(kind: str, tied: bool, **extra):
+    """A tiny random HF model (every weight perturbed), 50 tokens, 64 positions."""
+    torch.manual_seed(3)
+    shape = dict(vocab_size=50, tie_word_embeddings=tied, **extra)
+    llama_shape = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=64, **shape)
+    if kind == "gpt2":
+        config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, bos_token_id=49,
+                                         eos_token_id=49, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **shape)
+        model = transformers.GPT2LMHeadModel(config)
+    elif kind == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(rope_theta=500.0, **llama_shape))
+    else:
+        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=8, bos_token_id=1, eos_token_id=2,
+                                                                       **llama_shape))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def saved(model, path, tokenizer=True):
+    model.save_pretrained(path)
+    if tokenizer:
+        word_tokenizer().save(str(path / "tokenizer.json"))
+    return path
+
+
+def st_tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+IMPORTS = [("gpt2", True, {}), ("gpt2", False, {}), ("llama", True, {}), ("llama", False, dict(pad_token_id=48)),
+           ("qwen3", True, {}), ("qwen3", False, {})]
+
+
+@pytest.mark.parametrize("kind,tied,extra", IMPORTS, ids=[f"{k}-{'tied' if t else 'untied'}" for k, t, _ in IMPORTS])
+def test_import_gives_the_hf_logits_and_exports_back_bit_identical(kind, tied, extra, tmp_path):
+    from lmtie.checkpoint import load_model
+
+    hf = hf_model(kind, tied, **extra)
+    src = saved(hf, tmp_path / "src")
+    model, ckpt = load_model(src)
+    model.eval()
+    assert model.tied is tied and model.family == ("transformer_lm" if kind == "gpt2" else "llama")
+    pad = ckpt.dictionary.pad()
+    assert pad == extra.get("pad_token_id", 50)  # no pad of its own: one zero row appended, masked
+    x = torch.randint(0, 48, (3, 40))
+    with torch.no_grad():
+        ours, theirs = model(x)[..., :50], hf(x).logits
+    keep = [i for i in range(50) if i != pad]
+    assert (ours[..., keep] - theirs[..., keep]).abs().max() < 1e-5
+    export_hf(src, tmp_path / "back")
+    before, after = st_tensors(src), st_tensors(tmp_path / "back")
+    assert sorted(before) == sorted(after) and all(torch.equal(before[k], after[k]) for k in before)
+    assert ("lm_head.weight" in after) is not tied
+    config = json.loads((tmp_path / "back" / "config.json").read_text())
+    assert config["tie_word_embeddings"] is tied and config["vocab_size"] == 50
+    assert (tmp_path / "back" / "tokenizer.json").read_bytes() == (src / "tokenizer.json").read_bytes()
+
+
+def test_import_refuses_a_tied_config_whose_file_holds_two_matrices(tmp_path):
+    from lmtie.checkpoint import load_model
+
+    src = saved(hf_model("llama", False), tmp_path / "src")
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    with pytest.raises(UserError, match="tie_word_embeddings=true but lm_head.weight differs"):
+        load_model(src)
+
+
+def test_import_never_unpickles(tmp_path):
+    from lmtie.checkpoint import load_model
+
+    src = saved(hf_model("gpt2", True), tmp_path / "src", tokenizer=False)
+    (src / "model.safetensors").rename(src / "pytorch_model.bin")
+    with pytest.raises(UserError, match="pytorch_model.bin is a pickle, which lmtie never loads"):
+        load_model(src)
+
+
+def test_import_refuses_qwen2_biases_and_rope_scaling(tmp_path):
+    from lmtie.checkpoint import load_model
+
+    src = saved(hf_model("llama", True), tmp_path / "src", tokenizer=False)
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "attention_bias": True}))
+    with pytest.raises(UserError, match="biases on q/k/v"):
+        load_model(src)
+    (src / "config.json").write_text(json.dumps({**config, "rope_parameters": {"rope_type": "llama3", "rope_theta": 1.0}}))
+    with pytest.raises(UserError, match="rope_type 'llama3'"):
+        load_model(src)
+
+
+def test_lmtie_load_scores_and_generates_an_hf_directory_with_its_tokenizer(tmp_path):
+    hf = hf_model("gpt2", True)
+    src = saved(hf, tmp_path / "src")
+    lm = lmtie.load(str(src), device="cpu")
+    text = "w1 w2 w3 w4\nw5 w6 w40\n"
+    scores = lm.score(text)
+    ids = [1, 2, 3, 4, 49, 5, 6, 40, 49]  # each line ends with </s>, here <|endoftext|>
+    assert scores["token_ids"].tolist() == ids
+    with torch.no_grad():  # HF log-probabilities of the same stream, which lmtie starts with </s>
+        logp = hf(torch.tensor([[49] + ids[:-1]])).logits[0].log_softmax(-1)
+    theirs = logp.gather(-1, torch.tensor(ids)[:, None])[:, 0]
+    assert torch.allclose(scores["positional_scores"].float(), theirs, atol=1e-5)
+    assert abs(scores["ppl"] / math.exp(-theirs.double().mean().item()) - 1) < 1e-6
+    out = lm.generate("w1 w2", max_new_tokens=5, greedy=True)
+    assert out.startswith("w1 w2")
+
+
+def test_eval_lm_and_generate_take_an_hf_directory(tmp_path, capsys):
+    from lmtie.cli import eval_lm, generate as generate_cli
+
+    src = saved(hf_model("llama", True, bos_token_id=49, eos_token_id=49), tmp_path / "src")
+    (tmp_path / "t.txt").write_text("w1 w2 w3\nw4 w5\n")
+    assert eval_lm.main(["--path", str(src), "--input", str(tmp_path / "t.txt"), "--device", "cpu"]) == 0
+    assert "Perplexity" in capsys.readouterr().out
+    assert generate_cli.main(["--path", str(src), "--prompt", "w1", "--max-new-tokens", "4", "--greedy",
+                              "--device", "cpu"]) == 0
+    assert "generated 4 new tokens" in capsys.readouterr().out

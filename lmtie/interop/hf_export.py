@@ -33,8 +33,9 @@ from lmtie.models.hf_registry import hf_converter
 ADDED_PAD = "<pad:added-by-lmtie-import>"  # the pad symbol an import appends to a vocabulary without one
 
 
-def hf_model_files(model, dictionary) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(config.json fields, tensors) of ``model`` as its family's HF class."""
+def hf_model_files(model, dictionary, bos: int | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config.json fields, tensors) of ``model`` as its family's HF class; ``bos_token_id`` is ``</s>``
+    (what lmtie starts every sequence with) unless ``bos`` says otherwise."""
     converter = hf_converter(model.family)
     config, tensors = converter.to_hf(model.cfg, model.state_dict())
     vocab, pad = len(dictionary), dictionary.pad()
@@ -43,7 +44,8 @@ def hf_model_files(model, dictionary) -> tuple[dict, dict[str, torch.Tensor]]:
         for key in (converter.embed_key, "lm_head.weight"):
             if key in tensors:
                 tensors[key] = tensors[key][:vocab]
-    config.update(vocab_size=vocab, tie_word_embeddings=model.tied, bos_token_id=dictionary.eos(),
+    config.update(vocab_size=vocab, tie_word_embeddings=model.tied,
+                  bos_token_id=dictionary.eos() if bos is None else bos,
                   eos_token_id=dictionary.eos(), pad_token_id=pad, torch_dtype="float32", dtype="float32")
     if model.tied and "lm_head.weight" in tensors:
         raise AssertionError("a tied export must hold the matrix once")
@@ -65,7 +67,10 @@ def export_hf(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool =
     out = Path(out)
     _check_target(out, overwrite)
     model, ckpt = load_model(path)
-    config, tensors = hf_model_files(model, ckpt.dictionary)
+    native = (ckpt.tokenizer or {}).get("name") != "hf"  # not a model imported with its HF tokenizer
+    config, tensors = hf_model_files(model, ckpt.dictionary, None if native else ckpt.dictionary.bos())
+    if native:  # what an import needs to restore lmtie's own dictionary, tokenizer and data settings
+        config.update(lmtie_tokenizer=ckpt.tokenizer or {}, lmtie_config=ckpt.config)
     files = {"config.json": _json(config), "generation_config.json": _json(generation_config(config)),
              **tokenizer_files(ckpt, config)}
     files["README.md"] = model_card(model, ckpt, config, files).encode("utf-8")

@@ -32,6 +32,7 @@ class HFConverter:
     embed_key: str  # HF name of the input embedding (which a tied head is)
     to_hf: Callable[[object, Tensors], tuple[dict, Tensors]]
     from_hf: Callable[[dict, Tensors], tuple[dict, Tensors]]
+    tie_default: bool = False  # the HF config class's tie_word_embeddings default (save_pretrained omits defaults)
 
 
 HF_CONVERTERS: dict[str, HFConverter] = {}

@@ -115,4 +115,5 @@ def from_hf(config: dict, state: Tensors) -> tuple[dict, Tensors]:
     return fields, out
 
 
-register_hf_converter(HFConverter("transformer_lm", ("gpt2",), "transformer.wte.weight", to_hf, from_hf))
+register_hf_converter(HFConverter("transformer_lm", ("gpt2",), "transformer.wte.weight", to_hf, from_hf,
+                                  tie_default=True))
