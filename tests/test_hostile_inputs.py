@@ -207,6 +207,28 @@ def test_damaged_checkpoint_is_one_line_everywhere(world, hostile_checkpoints, c
             world["data"])
 
 
+# damage only what encodes raw text: loading, scoring and generating refuse it (a resume takes its tokenizer from
+# the data-bin, so it is not affected)
+TOKENIZER_CASES = [
+    ("tokenizer-unknown", header("tokenizer", json.dumps({"name": "bogus"})), None,
+     "the checkpoint's tokenizer 'bogus' is not one this lmtie knows"),
+    ("spm-model-garbage", header("tokenizer", json.dumps({"name": "spm"})),
+     tensor("tokenizer.model", torch.zeros(10, dtype=torch.uint8)), "tokenizer model stored in the checkpoint"),
+    ("spm-model-missing", header("tokenizer", json.dumps({"name": "spm"})), None, "lacks the model of its spm"),
+]
+
+
+@pytest.mark.parametrize("name,meta,tens,match", TOKENIZER_CASES, ids=[c[0] for c in TOKENIZER_CASES])
+def test_damaged_tokenizer_is_one_line_and_names_the_checkpoint(world, capsys, tmp_path, name, meta, tens, match):
+    path = rewrite(world["base"], tmp_path / "c.safetensors", meta, tens)
+    with pytest.raises(UserError, match=match) as e:
+        lmtie.load(path, device="cpu")
+    assert str(e.value).startswith(str(path)) and "/tmp" not in str(e.value)[len(str(path)):]
+    refused(capsys, "eval-lm", [world["data"], "--path", path, "--gen-subset", "valid"], path, world["data"],
+            match=match)
+    refused(capsys, "generate", ["--path", path], path, match=match)
+
+
 # resume-only damage: the model is fine (so lmtie.load works), the training state is not
 RESUME_CASES = [
     ("step-a-string", train_state(step="abc"), None, "train_state 'step' is 'abc', not an integer >= 0"),
@@ -338,6 +360,15 @@ def _append(name, content):
     return edit
 
 
+def _edit_manifest(d: Path, splits=None, words=None):
+    m = json.loads((d / "manifest.json").read_text())
+    if splits is not None:
+        m["splits"] = splits
+    if words is not None:
+        m["splits"]["valid"]["words"] = words
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
 DATA_CASES = [
     # (id, tool, damage, expected fragment)
     ("train-idx-truncated", "train", _truncate("train.idx"), "train.idx: 373 bytes, but its header describes"),
@@ -352,6 +383,9 @@ DATA_CASES = [
     ("valid-id-beyond-dict", "train", _id_out_of_range("valid", 999), "valid.bin: token id 999"),
     ("eval-id-beyond-dict", "eval-lm", _id_out_of_range("valid", 60000), "valid.bin: token id 60000 (at token 3)"),
     ("manifest-not-json", "train", _write("manifest.json", b"{"), "unreadable manifest"),
+    ("manifest-splits-a-list", "eval-lm", lambda d: _edit_manifest(d, splits=[]), "'splits' is not an object"),
+    ("manifest-words-a-string", "eval-lm", lambda d: _edit_manifest(d, words="many"),
+     "split 'valid' has words 'many', not a count"),
 ]
 
 

@@ -40,7 +40,10 @@ def checkpoint_tokenizer(ckpt) -> Tokenizer:
     if name is None:
         raise UserError(f"{ckpt.path}: the checkpoint records no tokenizer; it cannot encode raw text "
                         "(score a DATA_BIN split instead)")
-    tok = tokenizer_class(name)
+    try:
+        tok = tokenizer_class(name)
+    except UserError as e:  # the message would name a --tokenizer flag nobody gave
+        raise UserError(f"{ckpt.path}: the checkpoint's tokenizer {name!r} is not one this lmtie knows ({e})")
     if tok.model_file is None:
         return tok.build(ckpt.dictionary)
     if ckpt.tokenizer_model is None:
@@ -49,7 +52,11 @@ def checkpoint_tokenizer(ckpt) -> Tokenizer:
     with tempfile.TemporaryDirectory() as tmp:  # build() reads the model file whole, so it may go after
         model = Path(tmp) / tok.model_file
         model.write_bytes(ckpt.tokenizer_model)
-        return tok.build(ckpt.dictionary, model)
+        try:
+            return tok.build(ckpt.dictionary, model)
+        except UserError as e:  # the message would name a temporary file
+            raise UserError(f"{ckpt.path}: the {name} tokenizer model stored in the checkpoint does not load "
+                            f"({str(e).replace(str(model), tok.model_file)}); the checkpoint is damaged")
 
 
 def warn_unknown(tokenizer: Tokenizer, ids, what: str) -> int:
@@ -121,14 +128,29 @@ def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | No
     ds.check_ids(len(ckpt.dictionary), d / "dict.txt")
     if ds.num_tokens() == 0:
         raise UserError(f"{d / split}.bin: split {split!r} is empty; pick another --gen-subset")
-    info = manifest.get("splits", {}).get(split, {})
-    words, nbytes = info.get("words"), info.get("bytes")
+    words, nbytes = _manifest_counts(d, manifest, split)
     if (words is None or nbytes is None) and tokenizer is not None:
         counted_words, counted_bytes = _count_decoded(ds, tokenizer)
         words = counted_words if words is None else words
         nbytes = counted_bytes if nbytes is None else nbytes
     tokens = torch.from_numpy(ds.token_range(0, ds.num_tokens()))
     return EvalText(tokens, np.asarray(ds.sizes, dtype=np.int64), words, nbytes, f"{d}:{split}")
+
+
+def _manifest_counts(d: Path, manifest: dict, split: str) -> tuple[int | None, int | None]:
+    """The split's word and UTF-8 byte counts from the manifest (None where it has none); a manifest whose
+    entries have other types is damaged, not a reason for a traceback."""
+    splits = manifest.get("splits", {})
+    info = splits.get(split, {}) if isinstance(splits, dict) else None
+    if not isinstance(info, dict):
+        raise UserError(f"{d / 'manifest.json'}: 'splits' is not an object of split entries; the manifest is "
+                        "damaged: re-run lmtie-preprocess with --overwrite")
+    counts = info.get("words"), info.get("bytes")
+    for key, value in zip(("words", "bytes"), counts):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise UserError(f"{d / 'manifest.json'}: split {split!r} has {key} {value!r}, not a count; the "
+                            "manifest is damaged: re-run lmtie-preprocess with --overwrite")
+    return counts
 
 
 def _count_decoded(ds: MMapIndexedDataset, tokenizer: Tokenizer) -> tuple[int, int]:
