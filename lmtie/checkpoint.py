@@ -151,34 +151,100 @@ def load(path: str | os.PathLike, with_training_state: bool = True) -> Checkpoin
                 raise UserError(f"{p}: a safetensors file but not an lmtie checkpoint (no '{FORMAT}' header)")
             keys = [k for k in f.keys() if with_training_state or not k.startswith(("optim.", "rng."))]
             tensors = {k: f.get_tensor(k) for k in keys}
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError, RuntimeError, OverflowError) as e:
         raise UserError(f"{p}: not a readable lmtie checkpoint ({_short(e)}); it may be truncated, corrupted or a "
                         "pickle, which lmtie never loads; use checkpoint_best or another checkpoint_*.safetensors")
     return _from_parts(p, meta, tensors)
 
 
+# the config sections lmtie-train writes (TrainSetup.config_dict), checked against their dataclasses
+_SECTIONS = ("model_family", "model", "data", "optimization", "checkpoint", "run")
+
+
 def _from_parts(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoint:
-    optim: dict[str, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            pname, slot = k[len("optim."):].rsplit(".", 1)
-            optim.setdefault(pname, {})[slot] = v
+    config = _header_json(path, meta, "config", dict, required=True)
+    _check_config(path, config)
+    if not isinstance(meta.get("dictionary"), str):
+        raise UserError(f"{path}: the header has no 'dictionary'; the checkpoint is incomplete or not written by "
+                        "lmtie-train")
     dictionary = Dictionary()
     for lineno, line in enumerate(meta["dictionary"].splitlines(), start=1):
         dictionary._add_file_line(path, lineno, line)
+    tokenizer = _header_json(path, meta, "tokenizer", dict)
+    if not isinstance(tokenizer.get("name", ""), str):
+        raise UserError(f"{path}: header 'tokenizer' has a name that is not a string ({tokenizer['name']!r})")
+    optim: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            pname, dot, slot = k[len("optim."):].rpartition(".")
+            if not (dot and pname and slot):
+                raise UserError(f"{path}: tensor {k!r} is not named optim.<parameter>.<slot>; the checkpoint is "
+                                "damaged or not written by lmtie-train")
+            optim.setdefault(pname, {})[slot] = v
     blob = tensors.get("tokenizer.model")
+    if blob is not None and (blob.dtype != torch.uint8 or blob.dim() != 1):
+        raise UserError(f"{path}: tensor 'tokenizer.model' is {blob.dtype} of shape {list(blob.shape)}, not the "
+                        "bytes of a tokenizer model (uint8, one dimension)")
     return Checkpoint(
         model_state={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
-        config=json.loads(meta["config"]),
+        config=config,
         dictionary=dictionary,
-        tokenizer=json.loads(meta.get("tokenizer", "{}")),
+        tokenizer=tokenizer,
         tokenizer_model=None if blob is None else blob.numpy().tobytes(),
-        train_state=json.loads(meta.get("train_state", "{}")),
+        train_state=_header_json(path, meta, "train_state", dict),
         optim_state=optim,
-        optim_groups=json.loads(meta.get("optim_groups", "[]")),
+        optim_groups=_header_json(path, meta, "optim_groups", list),
         rng={k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")},
         path=path,
     )
+
+
+def _header_json(path: Path, meta: dict, key: str, kind: type, required: bool = False) -> Any:
+    """Header entry ``key`` parsed as JSON of type ``kind`` (empty when absent and not required)."""
+    if key not in meta:
+        if required:
+            raise UserError(f"{path}: the header has no {key!r}; the checkpoint is incomplete or not written by "
+                            "lmtie-train")
+        return kind()
+    try:
+        value = json.loads(meta[key])
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: header {key!r} is not valid JSON ({_short(e)}); the checkpoint is damaged")
+    if not isinstance(value, kind):
+        raise UserError(f"{path}: header {key!r} is a JSON {type(value).__name__}, not a"
+                        f"{'n object' if kind is dict else ' list'}; the checkpoint is damaged")
+    return value
+
+
+def _check_config(path: Path, config: dict) -> None:
+    """Known sections only, each a valid instance of its dataclass (the model's is checked by model_config)."""
+    from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
+
+    unknown = sorted(set(config) - set(_SECTIONS))
+    if unknown:
+        raise UserError(f"{path}: unknown config section(s) {unknown} (known: {', '.join(_SECTIONS)}); the "
+                        "checkpoint is from another program or a newer lmtie")
+    if not isinstance(config.get("model"), dict):
+        raise UserError(f"{path}: the config has no 'model' section (an object); the checkpoint cannot be rebuilt")
+    if not isinstance(config.get("model_family", ""), str):
+        raise UserError(f"{path}: config 'model_family' is {config['model_family']!r}, not a family name")
+    for name, cls in (("data", DataConfig), ("optimization", OptimizationConfig),
+                      ("checkpoint", CheckpointConfig), ("run", RunConfig)):
+        if name in config:
+            _config_section(path, name, cls, config[name])
+
+
+def _config_section(path: Path, name: str, cls: type, values: Any):
+    from lmtie.config import from_dict
+
+    try:
+        return from_dict(cls, values)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{path}: the saved {name} config is invalid ({_short(e)}); the checkpoint is damaged or "
+                        "from another program")
+    except UserError as e:
+        raise UserError(f"{path}: the saved {name} config is invalid ({e}); the checkpoint is damaged or from "
+                        "another program")
 
 
 def _short(e: Exception) -> str:
@@ -198,25 +264,82 @@ def model_family(ckpt: Checkpoint) -> str:
 
 def model_config(ckpt: Checkpoint):
     """The saved model config as its family's dataclass; a bad one is a UserError naming the file."""
-    from lmtie.config import from_dict
     from lmtie.models import get_family
 
-    family = get_family(model_family(ckpt))
     try:
-        return from_dict(family.config_class, ckpt.config["model"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{ckpt.path}: the saved model config does not fit family {family.name!r} ({_short(e)}); "
-                        "the checkpoint is inconsistent or from another program")
+        family = get_family(model_family(ckpt))
+    except UserError as e:
+        raise UserError(f"{ckpt.path}: {e}")
+    if not isinstance(ckpt.config.get("model"), dict):
+        raise UserError(f"{ckpt.path}: the config has no 'model' section (an object); the checkpoint cannot be rebuilt")
+    return _config_section(ckpt.path, f"{family.name} model", family.config_class, ckpt.config["model"])
+
+
+# tables a model derives from its config rather than storing (sinusoidal positions, masks) may be this large
+# even when the weights are smaller; beyond it the config is refused, not allocated
+_DERIVED_BYTES_LIMIT = 1 << 30
+
+
+def check_sizes(ckpt: Checkpoint, cfg) -> None:
+    """Refuse a config whose model would not match the weights in the file, before allocating anything.
+
+    The model is built on the meta device (shapes, no memory) and every state_dict entry is compared with
+    the file's tensor of that name; what the model derives instead of storing must not outgrow the file.
+    """
+    from lmtie.models import build_model as build
+
+    try:
+        with torch.device("meta"):
+            shell = build(model_family(ckpt), cfg)
+    except (RuntimeError, ValueError, TypeError, OverflowError) as e:
+        raise UserError(f"{ckpt.path}: the saved model config cannot be built ({_short(e)}); the checkpoint is "
+                        "inconsistent")
+    expected = shell.state_dict()
+    missing = [k for k in expected if k not in ckpt.model_state]
+    unexpected = [k for k in ckpt.model_state if k not in expected]
+    if missing or unexpected:
+        what = (f"lacks {_few(missing)}" if missing else "") + (" and " if missing and unexpected else "") + \
+               (f"has unexpected {_few(unexpected)}" if unexpected else "")
+        raise UserError(f"{ckpt.path}: the weights do not match the saved config: the file {what}; "
+                        "the checkpoint is inconsistent")
+    for k, want in expected.items():
+        got = ckpt.model_state[k]
+        if tuple(got.shape) != tuple(want.shape):
+            raise UserError(f"{ckpt.path}: tensor model.{k} has shape {list(got.shape)} but the saved config needs "
+                            f"{list(want.shape)}; the config and the weights disagree (the checkpoint is inconsistent)")
+        if want.is_floating_point() and not got.is_floating_point():
+            raise UserError(f"{ckpt.path}: tensor model.{k} is {got.dtype}, not floating point; the checkpoint "
+                            "is damaged")
+    stored = sum(t.numel() * t.element_size() for t in ckpt.model_state.values())
+    derived = {name: b.numel() * b.element_size() for name, b in shell.named_buffers() if name not in expected}
+    if sum(derived.values()) > max(stored, _DERIVED_BYTES_LIMIT):
+        biggest = max(derived, key=derived.get)
+        raise UserError(f"{ckpt.path}: the saved config would need {sum(derived.values()) / 2**30:.1f} GiB of "
+                        f"derived tables ({biggest}: max_target_positions={getattr(cfg, 'max_target_positions', '?')}) "
+                        f"for {stored / 2**20:.1f} MiB of weights; the checkpoint is inconsistent")
+
+
+def _few(keys: list[str]) -> str:
+    shown = ", ".join(f"model.{k}" for k in keys[:3])
+    return shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 
 
 def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
-    """The model a checkpoint describes, with its weights, re-tied by construction and checked."""
+    """The model a checkpoint describes, with its weights, re-tied by construction and checked.
+
+    Sizes are checked against the file's tensors first (:func:`check_sizes`), so a damaged config is a
+    one-line error, never an attempt to allocate what it claims.
+    """
     from lmtie.models import build_model as build
 
     cfg = model_config(ckpt)
     if cfg.vocab_size != len(ckpt.dictionary):
         raise UserError(f"{ckpt.path}: model vocabulary {cfg.vocab_size} != its dictionary's {len(ckpt.dictionary)}; "
                         "the checkpoint is inconsistent")
+    if cfg.padding_idx != ckpt.dictionary.pad():
+        raise UserError(f"{ckpt.path}: model padding_idx {cfg.padding_idx} is not its dictionary's <pad> "
+                        f"({ckpt.dictionary.pad()}); the checkpoint is inconsistent")
+    check_sizes(ckpt, cfg)
     model = build(model_family(ckpt), cfg)
     try:
         model.load_state_dict(ckpt.model_state, strict=True)
