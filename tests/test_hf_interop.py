@@ -306,3 +306,42 @@ def test_eval_lm_and_generate_take_an_hf_directory(tmp_path, capsys):
     assert generate_cli.main(["--path", str(src), "--prompt", "w1", "--max-new-tokens", "4", "--greedy",
                               "--device", "cpu"]) == 0
     assert "generated 4 new tokens" in capsys.readouterr().out
+
+
+# --- the exported tokenizer --------------------------------------------------------------------------
+TRICKY_LINES = ["  indented line", "\ttab", "", "Ω unseen ✓ 你好", " ", "a  b", "trailing  ", "ﬁ Ａ é"]
+
+
+@pytest.fixture(scope="module")
+def shakespeare(tmp_path_factory):
+    """20,000 train lines to fit each tokenizer on, and 400 test lines (plus tricky ones) to compare on."""
+    import lzma
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "data" / "shakespeare"
+    read = lambda split: lzma.open(root / f"{split}.txt.xz", "rt", encoding="utf-8").read().splitlines()  # noqa: E731
+    tmp = tmp_path_factory.mktemp("shakespeare")
+    (tmp / "train.txt").write_text("\n".join(read("train")[:20000] + TRICKY_LINES[:3]) + "\n", encoding="utf-8")
+    return tmp / "train.txt", read("test")[1000:1400] + TRICKY_LINES
+
+
+@pytest.mark.parametrize("name", ["spm", "char", "bytes", "space"])
+def test_exported_tokenizer_gives_lmtie_ids(name, shakespeare, tmp_path):
+    from lmtie.data import PreprocessConfig, load_tokenizer, preprocess, tokenizer_identity
+
+    train, lines = shakespeare
+    data = preprocess(PreprocessConfig(trainpref=str(train), destdir=str(tmp_path / "bin"), tokenizer=name,
+                                       spm_vocab_size=1000))
+    ours = load_tokenizer(data)
+    d = ours.dictionary
+    info, blob = tokenizer_identity(data)
+    model = random_model("llama", "llama_tiny", True, d)
+    export_hf(save_checkpoint(tmp_path / "ck.safetensors", model, d, tokenizer=info, tokenizer_model=blob),
+              tmp_path / "hf")
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    for line in lines:  # a line's ids, without the </s> lmtie ends it with
+        assert theirs(line, add_special_tokens=False).input_ids == ours.encode(line + "\n")[:-1], repr(line)
+    block = "\n".join(lines) + "\n"  # newlines are </s>; the default template starts with </s>, as lmtie does
+    assert theirs(block).input_ids == [d.eos()] + ours.encode(block)
+    assert (theirs.bos_token_id, theirs.eos_token_id, theirs.pad_token_id) == (d.eos(), d.eos(), d.pad())
+    assert lmtie.load(str(tmp_path / "hf"), device="cpu").encode(block).tolist() == ours.encode(block)

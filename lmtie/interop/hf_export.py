@@ -62,7 +62,7 @@ def generation_config(config: dict) -> dict:
 def export_hf(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False) -> Path:
     """Export the checkpoint (or HF directory) at ``path`` to the directory ``out``; return ``out``."""
     from lmtie.checkpoint import load_model
-    from lmtie.interop.hf_tokenizer import tokenizer_files
+    from lmtie.interop.hf_tokenizer import lmtie_tokenizer, tokenizer_files
 
     out = Path(out)
     _check_target(out, overwrite)
@@ -72,7 +72,7 @@ def export_hf(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool =
     if native:  # what an import needs to restore lmtie's own dictionary, tokenizer and data settings
         config.update(lmtie_tokenizer=ckpt.tokenizer or {}, lmtie_config=ckpt.config)
     files = {"config.json": _json(config), "generation_config.json": _json(generation_config(config)),
-             **tokenizer_files(ckpt, config)}
+             **tokenizer_files(ckpt, config, lmtie_tokenizer(ckpt) if native else None)}
     files["README.md"] = model_card(model, ckpt, config, files).encode("utf-8")
     _write_dir(out, files, tensors)
     return out
@@ -125,7 +125,7 @@ def model_card(model, ckpt, config: dict, files: dict[str, bytes]) -> str:
     best = state.get("best_valid_loss")
     lines = [
         "---", "library_name: transformers", "tags: [lmtie, tied-embeddings]", "---", "",
-        f"# {Path(str(ckpt.path)).name}", "",
+        f"# lmtie {model.family} ({Path(str(ckpt.path)).name})", "",
         f"An lmtie `{model.family}` model exported as `{config['architectures'][0]}` "
         f"(`tie_word_embeddings={str(model.tied).lower()}`: the input embedding "
         f"{'is' if model.tied else 'is not'} the output layer).", "",
