@@ -345,3 +345,106 @@ def test_exported_tokenizer_gives_lmtie_ids(name, shakespeare, tmp_path):
     assert theirs(block).input_ids == [d.eos()] + ours.encode(block)
     assert (theirs.bos_token_id, theirs.eos_token_id, theirs.pad_token_id) == (d.eos(), d.eos(), d.pad())
     assert lmtie.load(str(tmp_path / "hf"), device="cpu").encode(block).tolist() == ours.encode(block)
+
+
+# --- vocabulary resize and lmtie-train --init-from ---------------------------------------------------
+@pytest.mark.parametrize("family,arch", [("transformer_lm", "transformer_lm_tiny"), ("llama", "llama_tiny")])
+@pytest.mark.parametrize("tied", [True, False])
+def test_resize_keeps_the_tie_the_pad_row_and_every_old_row(family, arch, tied):
+    from lmtie.interop import resize_vocab
+
+    old = small_dictionary(60)
+    new = lmtie.Dictionary()
+    for sym in ["new0", *reversed(old.symbols[old.nspecial:]), "new1", "new2"]:  # moved ids, new symbols
+        new.add_symbol(sym, n=1)
+    new.pad_to_multiple_(8)
+    model = random_model(family, arch, tied, old)
+    grown = resize_vocab(model, old, new)
+    assert grown.tied is tied and len(new) == grown.cfg.vocab_size
+    assert (grown.output_weight is grown.input_embedding.weight) is tied
+    assert sum(1 for k in grown.state_dict() if grown.state_dict()[k].size(0) == len(new)) == (1 if tied else 2)
+    for weight, old_weight in ((grown.input_embedding.weight, model.input_embedding.weight),
+                               (grown.output_weight, model.output_weight)):
+        for sym in old.symbols[old.nspecial:]:
+            if not sym.startswith("madeupword"):
+                assert torch.equal(weight[new.index(sym)], old_weight[old.index(sym)])
+    assert grown.input_embedding.weight[new.pad()].abs().max() == 0
+    fresh = grown.input_embedding.weight[[new.index("new0"), new.index("new1"), new.index("new2")]]
+    assert 0.05 < fresh.std() < 0.4  # the Embedding factory's N(0, 32^-0.5 = 0.18)
+    keep = [k for k in model.state_dict() if model.state_dict()[k].size(0) != len(old)]
+    assert all(torch.equal(model.state_dict()[k], grown.state_dict()[k]) for k in keep)
+
+
+FINETUNE = ["--tokens-per-sample", "16", "--batch-size", "4", "--log-format", "none", "--warmup-updates", "1",
+            "--lr", "1e-9", "--max-update", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def word_corpus(tmp_path_factory):
+    from train_helpers import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("words"), lines=60)
+
+
+def exported_on(words, tmp_path, family, arch, tied, **flags):
+    """An lmtie model over ``words`` (a Dictionary) exported to tmp_path/hf; returns (model, dir)."""
+    model = random_model(family, arch, tied, words, **flags)
+    export_hf(save_checkpoint(tmp_path / "init.safetensors", model, words), tmp_path / "hf")
+    return model, tmp_path / "hf"
+
+
+def last_weights(save_dir):
+    from safetensors.torch import load_file
+
+    return {k[len("model."):]: v for k, v in load_file(str(save_dir / "checkpoint_last.safetensors")).items()
+            if k.startswith("model.")}
+
+
+def test_train_init_from_an_hf_directory_starts_from_its_weights(word_corpus, tmp_path):
+    from lmtie.cli.train import main as train_main
+
+    d = lmtie.Dictionary.load(word_corpus / "dict.txt")
+    model, hf_dir = exported_on(d, tmp_path, "llama", "llama_tiny", True)
+    assert train_main([str(word_corpus), "--arch", "llama_tiny", "--init-from", str(hf_dir), *FINETUNE,
+                       "--save-dir", str(tmp_path / "ft")]) == 0
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["model_family"] == "llama" and saved["model"]["share_decoder_input_output_embed"] is True
+    assert saved["model"]["decoder_embed_dim"] == 32  # the imported shape, not llama_tiny's 128
+    after = last_weights(tmp_path / "ft")
+    assert "lm_head.weight" not in after  # still one matrix
+    assert all(torch.allclose(v, after[k], atol=1e-6) for k, v in model.state_dict().items())
+
+
+def test_train_init_from_resizes_onto_the_data_vocabulary_keeping_the_tie(word_corpus, tmp_path):
+    from lmtie.cli.train import main as train_main
+
+    d = lmtie.Dictionary.load(word_corpus / "dict.txt")
+    half = lmtie.Dictionary()
+    for sym in d.symbols[d.nspecial:d.nspecial + 6]:
+        half.add_symbol(sym, n=1)
+    half.pad_to_multiple_(8)
+    model, hf_dir = exported_on(half, tmp_path, "transformer_lm", "transformer_lm_tiny", True,
+                                decoder_learned_pos=True, no_scale_embedding=True)
+    assert train_main([str(word_corpus), "--init-from", str(hf_dir), *FINETUNE, "--save-dir", str(tmp_path / "ft")]) == 0
+    emb = last_weights(tmp_path / "ft")["decoder.embed_tokens.weight"]
+    assert emb.size(0) == len(d) and "decoder.embed_out" not in last_weights(tmp_path / "ft")
+    for sym in half.symbols[half.nspecial:half.nspecial + 6]:
+        assert torch.allclose(emb[d.index(sym)], model.input_embedding.weight[half.index(sym)], atol=1e-6)
+    assert emb[d.pad()].abs().max() == 0
+
+
+def test_train_init_from_refuses_another_family_and_an_unasked_untie(word_corpus, tmp_path, capsys):
+    from lmtie.cli.train import main as train_main
+
+    d = lmtie.Dictionary.load(word_corpus / "dict.txt")
+    _, hf_dir = exported_on(d, tmp_path, "llama", "llama_tiny", True)
+    common = [str(word_corpus), "--init-from", str(hf_dir), *FINETUNE]
+    assert train_main([*common, "--save-dir", str(tmp_path / "a")]) == 2  # --arch's default is transformer_lm
+    assert "holds a llama model but --arch gives a transformer_lm model" in capsys.readouterr().err
+    assert train_main([*common, "--arch", "llama_tiny", "--no-share-decoder-input-output-embed",
+                       "--save-dir", str(tmp_path / "b")]) == 2
+    assert "pass --reset-output-projection to untie it" in capsys.readouterr().err
+    assert train_main([*common, "--arch", "llama_tiny", "--no-share-decoder-input-output-embed",
+                       "--reset-output-projection", "--save-dir", str(tmp_path / "c")]) == 0
+    after = last_weights(tmp_path / "c")
+    assert torch.allclose(after["lm_head.weight"], after["model.embed_tokens.weight"], atol=1e-5)  # a copy, now two

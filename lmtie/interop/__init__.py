@@ -6,5 +6,6 @@ and writes the files itself, so ``transformers`` is needed only to load the resu
 """
 
 from lmtie.interop.hf_export import export_hf
+from lmtie.interop.resize import resize_vocab
 
-__all__ = ["export_hf"]
+__all__ = ["export_hf", "resize_vocab"]

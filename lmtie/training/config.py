@@ -69,6 +69,10 @@ class CheckpointConfig:
     reset_optimizer: bool = field(False, "restore weights only: fresh optimiser, schedule and data position")
     reset_output_projection: bool = field(
         False, "allow restoring a checkpoint whose tie flag differs (the output projection is re-initialised)")
+    init_from: Optional[str] = field(
+        None, "start from this model's weights (a Hugging Face save_pretrained directory or an lmtie checkpoint): its "
+              "config, resized to DATA_BIN's vocabulary with the tie kept; fresh optimiser; ignored once --save-dir "
+              "has a checkpoint to resume")
 
     def __post_init__(self) -> None:
         validate_ranges(self)

@@ -80,6 +80,12 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
     dictionary = Dictionary.load(Path(data.data) / "dict.txt")
     model_cfg = _model_config(family, {**arch_overrides(run.arch), **model_overrides}, dictionary, data)
+    init = None
+    if ckpt.init_from:  # the imported model's config, on DATA_BIN's vocabulary
+        from lmtie.interop.init_from import prepare
+
+        init = prepare(ckpt.init_from, family.name, dictionary, model_overrides, data.tokens_per_sample)
+        model_cfg = init.cfg
     train_data, valid_data = _datasets(data)
     lock = _check_save_dir(Path(ckpt.save_dir), info)
     if lock is not None and exit_stack is not None:
@@ -89,6 +95,8 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     model = family.model_class.build(model_cfg)
     if restore is not None:
         _load_weights(model, restore, dictionary, data, ckpt)
+    elif init is not None:
+        init.load(model, ckpt.reset_output_projection)
     # the dropout stream must not depend on how many draws initialisation made (an untied head
     # makes more), so the tied and untied arms of an ablation see the same dropout masks
     torch.manual_seed(int(np.random.SeedSequence([run.seed, 1]).generate_state(1)[0]))  # not seed+1's init stream
