@@ -156,12 +156,12 @@ def test_bad_generation_flags_are_user_errors(tmp_path, capsys):
 
 
 def test_generate_command_reports_the_tokens_it_generated_not_those_asked(tmp_path, capsys):
-    ckpt = str(_checkpoint(tmp_path))  # 64 positions
-    with pytest.warns(UserWarning, match="stopping after 61 new tokens"):
-        assert generate_cli.main(["--path", ckpt, "--prompt", "the cat", "--max-new-tokens", "1000000000",
+    ckpt = str(_checkpoint(tmp_path))  # 64 positions; the prompt takes 59 (</s> and 58 words)
+    with pytest.warns(UserWarning, match="stopping after 5 new tokens"):
+        assert generate_cli.main(["--path", ckpt, "--prompt", "the " * 58, "--max-new-tokens", "1000000000",
                                   "--num-samples", "2", "--greedy"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("generated 122 new tokens (2 x 61) in "), last
+    assert last.startswith("generated 10 new tokens (2 x 5) in "), last
     assert last.endswith("; 1,000,000,000 per sample were asked, but the model's positions ran out"), last
     tokens_per_s = float(re.search(r"\(([\d.]+) tokens/s", last).group(1))
     assert 0 < tokens_per_s < 1e7
@@ -176,5 +176,5 @@ def test_hub_generate_can_return_the_count_of_new_tokens(tmp_path):
     text, n = lm.generate("the cat", max_new_tokens=7, greedy=True, return_count=True)
     assert n == 7 and text == lm.generate("the cat", max_new_tokens=7, greedy=True)
     with pytest.warns(UserWarning):
-        texts, n = lm.generate("the cat", max_new_tokens=500, greedy=True, num_samples=2, return_count=True)
-    assert n == 61 and len(texts) == 2
+        texts, n = lm.generate("the " * 58, max_new_tokens=500, greedy=True, num_samples=2, return_count=True)
+    assert n == 5 and len(texts) == 2
