@@ -75,3 +75,19 @@ def test_cuda_refused_without_a_gpu(tmp_path):
                            "--out", str(tmp_path / "b.json")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--device cuda: CUDA is not available" in proc.stderr
     assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_train_runs_the_three_systems(tmp_path):
+    pytest.importorskip("accelerate", reason="HF Trainer needs the bench extra: pip install -e .[bench]")
+    out = tmp_path / "bench_train.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_train.py"), "--configs", "CFG-CHAR",
+                           "--rounds", "1", "--steps", "9", "--window", "3", "--skip-windows", "1",
+                           "--work", str(tmp_path / "work"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (result,) = json.loads(out.read_text())["results"]
+    for system in ("lmtie-train", "bare-loop", "hf-trainer"):
+        s = result["systems"][system]
+        assert s["tokens_per_s"] > 0 and s["peak_rss_mb"] > 0
+    assert "trainer overhead" in proc.stdout
