@@ -17,7 +17,11 @@ from lmtie.errors import UserError
 from lmtie.evaluation.generation import generate
 from lmtie.interop import export_hf
 
-transformers = pytest.importorskip("transformers")
+
+
+def transformers_or_skip():
+    """transformers (the ``hf`` and ``test`` extras); the tests that load into it skip without it."""
+    return pytest.importorskip("transformers")
 
 # (family, arch, model flags): every exported HF class, and the GPT-2 folds (scale, sinusoids)
 VARIANTS = {
@@ -66,6 +70,7 @@ def unmasked(logits: torch.Tensor, pad: int) -> torch.Tensor:
 
 @pytest.fixture(params=[(v, t) for v in VARIANTS for t in (True, False)], ids=lambda p: f"{p[0]}-{'tied' if p[1] else 'untied'}")
 def exported(request, tmp_path):
+    transformers = transformers_or_skip()
     name, tied = request.param
     family, arch, flags = VARIANTS[name]
     torch.manual_seed(0)
@@ -190,15 +195,15 @@ def hf_model(kind: str, tied: bool, **extra):
     shape = dict(vocab_size=50, tie_word_embeddings=tied, **extra)
     llama_shape = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
                        num_key_value_heads=2, max_position_embeddings=64, **shape)
+    tf = transformers_or_skip()
     if kind == "gpt2":
-        config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, bos_token_id=49,
-                                         eos_token_id=49, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **shape)
-        model = transformers.GPT2LMHeadModel(config)
+        config = tf.GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, bos_token_id=49, eos_token_id=49,
+                               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **shape)
+        model = tf.GPT2LMHeadModel(config)
     elif kind == "llama":
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(rope_theta=500.0, **llama_shape))
+        model = tf.LlamaForCausalLM(tf.LlamaConfig(rope_theta=500.0, **llama_shape))
     else:
-        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(head_dim=8, bos_token_id=1, eos_token_id=2,
-                                                                       **llama_shape))
+        model = tf.Qwen3ForCausalLM(tf.Qwen3Config(head_dim=8, bos_token_id=1, eos_token_id=2, **llama_shape))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -338,7 +343,7 @@ def test_exported_tokenizer_gives_lmtie_ids(name, shakespeare, tmp_path):
     model = random_model("llama", "llama_tiny", True, d)
     export_hf(save_checkpoint(tmp_path / "ck.safetensors", model, d, tokenizer=info, tokenizer_model=blob),
               tmp_path / "hf")
-    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    theirs = transformers_or_skip().AutoTokenizer.from_pretrained(tmp_path / "hf")
     for line in lines:  # a line's ids, without the </s> lmtie ends it with
         assert theirs(line, add_special_tokens=False).input_ids == ours.encode(line + "\n")[:-1], repr(line)
     block = "\n".join(lines) + "\n"  # newlines are </s>; the default template starts with </s>, as lmtie does

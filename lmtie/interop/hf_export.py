@@ -106,10 +106,15 @@ def _write_dir(out: Path, files: dict[str, bytes], tensors: dict[str, torch.Tens
                 os.fsync(f.fileno())
         fsync_dir(tmp)
         old = None
-        if out.exists():
+        if out.exists():  # moved aside, not deleted, until the new directory is in place
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.replace(out, old / out.name)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old is not None:
+                os.replace(old / out.name, out)
+            raise
         fsync_dir(out.parent)
         if old is not None:
             shutil.rmtree(old)

@@ -180,7 +180,10 @@ def checkpoint_from_hf(path: str | os.PathLike) -> Checkpoint:
     if len(dictionary) != state[converter.embed_key].shape[0]:
         raise UserError(f"{directory}: the vocabulary ({len(dictionary)} symbols) and the embedding "
                         f"({vocab} rows) disagree")
-    fields, lmtie_state = converter.from_hf(config, state)
+    try:
+        fields, lmtie_state = converter.from_hf(config, state)
+    except UserError as e:
+        raise UserError(f"{directory}: {e}")
     family = get_family(converter.family)
     try:
         cfg = family.config_class(**fields, vocab_size=len(dictionary), padding_idx=dictionary.pad(),

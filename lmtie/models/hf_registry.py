@@ -67,6 +67,14 @@ def take(state: Tensors, key: str, where: str = "the HF weights") -> torch.Tenso
     return state[key]
 
 
+def need(config: dict, key: str) -> int:
+    """A shape field of config.json (an int), or a UserError naming it: shapes are never guessed."""
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UserError(f"config.json: {key} is {value!r}, not a positive integer; the config is incomplete")
+    return value
+
+
 def refuse(flags: list[str], target: str) -> None:
     """One UserError naming every setting that keeps a model from being ``target`` exactly."""
     if flags:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import torch
 
 from lmtie.errors import UserError
-from lmtie.models.hf_registry import HFConverter, Tensors, register_hf_converter, take
+from lmtie.models.hf_registry import HFConverter, Tensors, need, register_hf_converter, take
 from lmtie.models.llama import LlamaConfig
 
-_NORMS = ("input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.o_proj.weight",
-          "mlp.down_proj.weight")  # the same name and layout in both
+_SAME = ("input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.o_proj.weight",
+         "mlp.down_proj.weight")  # the same name and layout in both
+_QK_NORMS = ("self_attn.q_norm.weight", "self_attn.k_norm.weight")  # Qwen3's, and lmtie's with --qk-norm
 
 
 def to_hf(cfg: LlamaConfig, state: Tensors) -> tuple[dict, Tensors]:
@@ -25,15 +26,13 @@ def to_hf(cfg: LlamaConfig, state: Tensors) -> tuple[dict, Tensors]:
     out: Tensors = {"model.embed_tokens.weight": state["model.embed_tokens.weight"],
                     "model.norm.weight": state["model.norm.weight"]}
     for i in range(cfg.decoder_layers):
-        ours, theirs = f"model.layers.{i}.", f"model.layers.{i}."
-        q, k, v = state[ours + "self_attn.qkv_proj.weight"].split((q_dim, kv_dim, kv_dim), dim=0)  # rows
-        gate, up = state[ours + "mlp.gate_up_proj.weight"].chunk(2, dim=0)
-        out.update({theirs + "self_attn.q_proj.weight": q.contiguous(), theirs + "self_attn.k_proj.weight": k.contiguous(),
-                    theirs + "self_attn.v_proj.weight": v.contiguous(), theirs + "mlp.gate_proj.weight": gate.contiguous(),
-                    theirs + "mlp.up_proj.weight": up.contiguous()})
-        out.update({theirs + n: state[ours + n] for n in _NORMS})
-        if cfg.qk_norm:
-            out.update({theirs + f"self_attn.{n}.weight": state[ours + f"self_attn.{n}.weight"] for n in ("q_norm", "k_norm")})
+        p = f"model.layers.{i}."  # the same prefix in both
+        q, k, v = state[p + "self_attn.qkv_proj.weight"].split((q_dim, kv_dim, kv_dim), dim=0)  # rows
+        gate, up = state[p + "mlp.gate_up_proj.weight"].chunk(2, dim=0)
+        split = {"self_attn.q_proj": q, "self_attn.k_proj": k, "self_attn.v_proj": v, "mlp.gate_proj": gate,
+                 "mlp.up_proj": up}
+        out.update({p + name + ".weight": t.contiguous() for name, t in split.items()})
+        out.update({p + n: state[p + n] for n in _SAME + (_QK_NORMS if cfg.qk_norm else ())})
     if not cfg.share_decoder_input_output_embed:
         out["lm_head.weight"] = state["lm_head.weight"]
     model_type, arch = ("qwen3", "Qwen3ForCausalLM") if cfg.qk_norm else ("llama", "LlamaForCausalLM")
@@ -46,7 +45,8 @@ def to_hf(cfg: LlamaConfig, state: Tensors) -> tuple[dict, Tensors]:
                   attention_bias=False, mlp_bias=False, attention_dropout=cfg.attention_dropout,
                   initializer_range=cfg.init_std)
     if cfg.qk_norm:
-        config.update(use_sliding_window=False, sliding_window=None, layer_types=["full_attention"] * cfg.decoder_layers)
+        config.update(use_sliding_window=False, sliding_window=None,
+                      layer_types=["full_attention"] * cfg.decoder_layers)
     return config, out
 
 
@@ -60,7 +60,7 @@ def _rope_theta(config: dict) -> float:
 
 def _check_importable(config: dict) -> None:
     bad = []
-    d, h = int(config.get("hidden_size", 4096)), int(config.get("num_attention_heads", 32))
+    d, h = need(config, "hidden_size"), need(config, "num_attention_heads")
     if config.get("hidden_act", "silu") != "silu":
         bad.append(f"hidden_act={config['hidden_act']!r} (lmtie's SwiGLU uses silu)")
     if config.get("model_type") == "qwen2" or config.get("attention_bias") or config.get("mlp_bias"):
@@ -75,14 +75,14 @@ def _check_importable(config: dict) -> None:
 
 def from_hf(config: dict, state: Tensors) -> tuple[dict, Tensors]:
     _check_importable(config)
-    layers, qk_norm = int(config.get("num_hidden_layers", 32)), config.get("model_type") == "qwen3"
-    heads = int(config.get("num_attention_heads", 32))
-    fields = dict(decoder_embed_dim=int(config.get("hidden_size", 4096)),
-                  decoder_ffn_embed_dim=int(config.get("intermediate_size", 11008)), decoder_layers=layers,
+    layers, qk_norm = need(config, "num_hidden_layers"), config.get("model_type") == "qwen3"
+    heads = need(config, "num_attention_heads")
+    fields = dict(decoder_embed_dim=need(config, "hidden_size"),
+                  decoder_ffn_embed_dim=need(config, "intermediate_size"), decoder_layers=layers,
                   decoder_attention_heads=heads, decoder_kv_heads=int(config.get("num_key_value_heads") or heads),
                   rope_theta=_rope_theta(config), rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
                   qk_norm=qk_norm, dropout=0.0, attention_dropout=float(config.get("attention_dropout", 0.0)),
-                  max_target_positions=int(config.get("max_position_embeddings", 2048)),
+                  max_target_positions=need(config, "max_position_embeddings"),
                   init_std=float(config.get("initializer_range", 0.02)))
     out: Tensors = {"model.embed_tokens.weight": take(state, "model.embed_tokens.weight"),
                     "model.norm.weight": take(state, "model.norm.weight")}
@@ -92,9 +92,7 @@ def from_hf(config: dict, state: Tensors) -> tuple[dict, Tensors]:
         out[p + "self_attn.qkv_proj.weight"] = torch.cat(qkv, dim=0)
         out[p + "mlp.gate_up_proj.weight"] = torch.cat([take(state, p + "mlp.gate_proj.weight"),
                                                         take(state, p + "mlp.up_proj.weight")], dim=0)
-        out.update({p + n: take(state, p + n) for n in _NORMS})
-        if qk_norm:
-            out.update({p + f"self_attn.{n}.weight": take(state, p + f"self_attn.{n}.weight") for n in ("q_norm", "k_norm")})
+        out.update({p + n: take(state, p + n) for n in _SAME + (_QK_NORMS if qk_norm else ())})
     if "lm_head.weight" in state:
         out["lm_head.weight"] = state["lm_head.weight"]
     return fields, out

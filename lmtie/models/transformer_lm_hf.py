@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from lmtie.errors import UserError
-from lmtie.models.hf_registry import HFConverter, Tensors, refuse, register_hf_converter, take
+from lmtie.models.hf_registry import HFConverter, Tensors, need, refuse, register_hf_converter, take
 from lmtie.models.transformer_lm import TransformerLMConfig
 from lmtie.modules.embedding import sinusoidal_table
 
@@ -94,12 +94,12 @@ def _check_importable(config: dict) -> None:
 
 def from_hf(config: dict, state: Tensors) -> tuple[dict, Tensors]:
     _check_importable(config)
-    d, layers = int(config.get("n_embd", 768)), int(config.get("n_layer", 12))
+    d, layers = need(config, "n_embd"), need(config, "n_layer")
     fields = dict(decoder_embed_dim=d, decoder_ffn_embed_dim=int(config.get("n_inner") or 4 * d),
-                  decoder_layers=layers, decoder_attention_heads=int(config.get("n_head", 12)),
+                  decoder_layers=layers, decoder_attention_heads=need(config, "n_head"),
                   decoder_learned_pos=True, no_scale_embedding=True,
                   activation_fn=_FROM_HF_ACT[config.get("activation_function", "gelu_new")],
-                  max_target_positions=int(config.get("n_positions", 1024)),
+                  max_target_positions=need(config, "n_positions"),
                   dropout=float(config.get("resid_pdrop", 0.1)), attention_dropout=float(config.get("attn_pdrop", 0.1)))
     out: Tensors = {}
     for i in range(layers):
