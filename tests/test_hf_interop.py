@@ -271,6 +271,20 @@ def test_import_never_unpickles(tmp_path):
         load_model(src)
 
 
+def test_a_directory_that_is_no_hf_model_is_one_line_naming_what_to_pass(tmp_path, capsys):
+    from lmtie.cli.eval_lm import main as eval_main
+
+    (tmp_path / "save").mkdir()
+    (tmp_path / "save" / "config.json").write_text("{}")
+    (tmp_path / "save" / "checkpoint_best.safetensors").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    for directory, says in (("save", "an lmtie --save-dir, not a Hugging Face directory; pass one of its checkpoints"),
+                            ("empty", "not a Hugging Face model directory (no config.json)")):
+        assert eval_main(["--path", str(tmp_path / directory), "--input", str(tmp_path / "x.txt")]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1
+
+
 def test_import_refuses_qwen2_biases_and_rope_scaling(tmp_path):
     from lmtie.checkpoint import load_model
 

@@ -159,9 +159,17 @@ def _append_pad_row(state: dict, keys: list[str]) -> None:
 def checkpoint_from_hf(path: str | os.PathLike) -> Checkpoint:
     """The lmtie checkpoint of a local HF model directory (weights, model config, dictionary, tokenizer)."""
     directory = Path(path)
+    checkpoints = sorted(p.name for p in directory.glob("checkpoint*.safetensors"))
+    if checkpoints:  # lmtie-train's --save-dir (it has a config.json too)
+        best = "checkpoint_best.safetensors" if "checkpoint_best.safetensors" in checkpoints else checkpoints[-1]
+        raise UserError(f"{directory}: an lmtie --save-dir, not a Hugging Face directory; pass one of its "
+                        f"checkpoints, e.g. {directory / best}")
     if not is_hf_directory(directory):
-        raise UserError(f"{directory}: not a Hugging Face model directory (no config.json)")
+        raise UserError(f"{directory}: not a Hugging Face model directory (no config.json); pass a "
+                        "checkpoint_*.safetensors file or a save_pretrained directory")
     config = read_json(directory / "config.json")
+    if "model_type" not in config:
+        raise UserError(f"{directory}/config.json has no model_type; it is not a Hugging Face model config")
     converter = hf_converter_for(str(config.get("model_type")))
     tied = bool(config.get("tie_word_embeddings", converter.tie_default))
     state = read_weights(directory)
