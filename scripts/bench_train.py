@@ -31,31 +31,18 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # a clean clone runs without installing lmtie
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    name: str
-    tokenizer: str
-    spm_vocab: int
-    layers: int
-    heads: int
-    d: int
-    ffn: int
-    T: int
-    batch: int
-    ties: tuple
+from scripts.bench import CONFIGS as BENCH_CONFIGS  # noqa: E402  the reference dims, shared with bench.py
+from scripts.bench import BenchConfig as TrainConfig  # noqa: E402
 
-
-CONFIGS = {c.name: c for c in (
-    TrainConfig("CFG-CHAR", "char", 0, 4, 4, 128, 512, 64, 12, (True,)),
-    TrainConfig("CFG-BPE", "spm", 8192, 4, 4, 256, 1024, 256, 16, (True, False)),
-)}
+CONFIGS = {name: BENCH_CONFIGS[name] for name in ("CFG-CHAR", "CFG-BPE")}
+TOKENIZERS = {"CFG-CHAR": {"tokenizer": "char"}, "CFG-BPE": {"tokenizer": "spm", "spm_vocab_size": 8192}}
 SYSTEMS = ("lmtie-train", "bare-loop", "hf-trainer")
 LR = 1e-3
 
@@ -65,9 +52,8 @@ def data_bin(c: TrainConfig, work: Path) -> Path:
     from lmtie.data import PreprocessConfig, preprocess
 
     corpus = ROOT / "data" / "shakespeare"
-    extra = {"spm_vocab_size": c.spm_vocab} if c.tokenizer == "spm" else {}
     return preprocess(PreprocessConfig(trainpref=str(corpus / "train.txt.xz"), validpref=str(corpus / "valid.txt.xz"),
-                                       tokenizer=c.tokenizer, destdir=str(work / f"data-{c.name}"), **extra))
+                                       destdir=str(work / f"data-{c.name}"), **TOKENIZERS[c.name]))
 
 
 def model_flags(c: TrainConfig, tied: bool) -> list[str]:
