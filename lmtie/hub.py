@@ -60,7 +60,9 @@ class LanguageModel:
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> LanguageModel:
-    """Load an lmtie checkpoint for scoring and generation (CUDA when available, unless ``device`` says).
+    """Load an lmtie checkpoint, or import a local Hugging Face ``save_pretrained`` directory
+    (GPT-2, Llama, Qwen3: :mod:`lmtie.interop.hf_import`), for scoring and generation (CUDA when
+    available, unless ``device`` says).
 
     Any problem with the file (not a checkpoint, damaged, a config that does not fit its weights)
     raises :class:`lmtie.errors.UserError` with a one-line message naming it, never another type."""

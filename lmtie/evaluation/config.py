@@ -14,7 +14,8 @@ from lmtie.errors import UserError
 class EvalLMConfig:
     """Scoring a split or a text file; unset window options come from the checkpoint's training data config."""
 
-    path: Optional[str] = field(None, "checkpoint to evaluate (checkpoint_best.safetensors; a .pt name is accepted)")
+    path: Optional[str] = field(None, "checkpoint to evaluate (checkpoint_best.safetensors; a .pt name is accepted), "
+                                      "or a Hugging Face save_pretrained directory")
     gen_subset: str = field("test", "data-bin split to score")
     input: Optional[str] = field(None, "score this raw UTF-8 text file with the checkpoint's own tokenizer "
                                        "instead of a DATA_BIN split")
@@ -59,7 +60,7 @@ def _check_results_dir(path: Path) -> None:
 class GenerateConfig:
     """Sampling (or greedy decoding) from a checkpoint."""
 
-    path: Optional[str] = field(None, "checkpoint to sample from")
+    path: Optional[str] = field(None, "checkpoint to sample from, or a Hugging Face save_pretrained directory")
     prompt: str = field("", "text to continue (empty: start a new line)")
     max_new_tokens: int = field(64, "tokens to generate per sample", min=0)
     temperature: float = field(1.0, "divide logits by this before sampling (> 0)", min=0)
