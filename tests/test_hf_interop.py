@@ -252,6 +252,17 @@ def test_import_gives_the_hf_logits_and_exports_back_bit_identical(kind, tied, e
     assert (tmp_path / "back" / "tokenizer.json").read_bytes() == (src / "tokenizer.json").read_bytes()
 
 
+def test_an_hf_directory_without_a_tokenizer_round_trips_too(tmp_path):
+    from lmtie.checkpoint import load_model
+
+    src = saved(hf_model("gpt2", True), tmp_path / "src", tokenizer=False)
+    export_hf(src, tmp_path / "back")
+    before, after = st_tensors(src), st_tensors(tmp_path / "back")
+    assert sorted(before) == sorted(after) and all(torch.equal(before[k], after[k]) for k in before)
+    assert not (tmp_path / "back" / "dict.txt").exists()  # HF ids, not an lmtie dictionary
+    assert len(load_model(tmp_path / "back")[1].dictionary) == 51  # the same 50 + the added <pad>
+
+
 def test_import_refuses_a_tied_config_whose_file_holds_two_matrices(tmp_path):
     from lmtie.checkpoint import load_model
 

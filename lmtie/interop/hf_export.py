@@ -67,7 +67,8 @@ def export_hf(path: str | os.PathLike, out: str | os.PathLike, overwrite: bool =
     out = Path(out)
     _check_target(out, overwrite)
     model, ckpt = load_model(path)
-    native = (ckpt.tokenizer or {}).get("name") != "hf"  # not a model imported with its HF tokenizer
+    # an lmtie model, not one imported from HF (whose dictionary holds HF's ids, without lmtie's specials)
+    native = (ckpt.tokenizer or {}).get("name") != "hf" and ckpt.dictionary.nspecial > 0
     config, tensors = hf_model_files(model, ckpt.dictionary, None if native else ckpt.dictionary.bos())
     if native:  # what an import needs to restore lmtie's own dictionary, tokenizer and data settings
         config.update(lmtie_tokenizer=ckpt.tokenizer or {}, lmtie_config=ckpt.config)

@@ -166,8 +166,8 @@ def tokenizer_files(ckpt, config: dict, tokenizer=None) -> dict[str, bytes]:
     ``tokenizer`` is the checkpoint's (built by the caller); without one only dict.txt is written.
     """
     name = (ckpt.tokenizer or {}).get("name")
-    if name == "hf":  # imported from HF: its own tokenizer.json goes back
-        return {"tokenizer.json": ckpt.tokenizer_model} if ckpt.tokenizer_model is not None else {}
+    if name == "hf" or ckpt.dictionary.nspecial == 0:  # imported from HF: its own tokenizer.json goes back
+        return {"tokenizer.json": ckpt.tokenizer_model} if name == "hf" and ckpt.tokenizer_model is not None else {}
     files = {"dict.txt": ckpt.dictionary.to_text().encode("utf-8")}
     if name and ckpt.tokenizer_model is not None and tokenizer_class(name).model_file:
         files[tokenizer_class(name).model_file] = ckpt.tokenizer_model
