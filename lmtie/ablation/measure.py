@@ -33,13 +33,12 @@ def split_head(data_bin: str | Path, split: str, ckpt, max_tokens: int) -> EvalT
     ds = MMapIndexedDataset(d / split)
     ends = np.cumsum(ds.sizes, dtype=np.int64)
     lines = max(1, int(np.searchsorted(ends, max_tokens, side="right")))
-    ids = ds.token_range(0, int(ends[lines - 1]))
+    ids = ds.tokens[:int(ends[lines - 1])]  # a view of the memory map, streamed by evaluate like a whole split
     words = nbytes = None
     if (ckpt.tokenizer or {}).get("name"):
         text = checkpoint_tokenizer(ckpt).decode(ids)
         words, nbytes = len(text.split()), len(text.encode("utf-8"))
-    return EvalText(torch.from_numpy(ids.astype(np.int64)), np.asarray(ds.sizes[:lines], dtype=np.int64),
-                    words, nbytes, f"{d}:{split}[first {lines} lines]")
+    return EvalText(ids, ds.sizes[:lines], words, nbytes, f"{d}:{split}[first {lines} lines]")
 
 
 def split_text(data_bin: str | Path, split: str, ckpt, max_tokens: int = 0) -> EvalText:
@@ -75,7 +74,8 @@ def score_splits(checkpoint: Path, data_bin: str, splits: dict[str, str], train_
         if not split or split not in present:
             continue
         text = split_text(data_bin, split, ckpt, train_tokens if label == "train" else 0)
-        _, m = evaluate(model, text, ckpt.dictionary.eos(), ckpt.dictionary.pad(), T, context_window, mode)
+        _, m = evaluate(model, text, ckpt.dictionary.eos(), ckpt.dictionary.pad(), T, context_window, mode,
+                        keep_scores=False)
         row.update({f"{label}_ppl": m["ppl"], f"{label}_word_ppl": m["word_ppl"],
                     f"{label}_bpb": m["bits_per_byte"], f"{label}_tokens": m["tokens"]})
     return row, model

@@ -25,9 +25,13 @@ _DECODE_CHUNK = 1 << 20  # tokens decoded at a time when a manifest lacks word c
 
 @dataclass
 class EvalText:
-    """A stream of ids (one ``</s>`` per line) and what it stands for in the original text."""
+    """A stream of ids (one ``</s>`` per line) and what it stands for in the original text.
 
-    tokens: torch.Tensor
+    ``tokens`` is a 1-D integer tensor or numpy array; for a data-bin split it is the split's
+    memory map, so scoring reads the tokens a batch needs and never loads the split.
+    """
+
+    tokens: torch.Tensor | np.ndarray
     line_sizes: np.ndarray
     words: int | None
     bytes: int | None
@@ -133,8 +137,7 @@ def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | No
         counted_words, counted_bytes = _count_decoded(ds, tokenizer)
         words = counted_words if words is None else words
         nbytes = counted_bytes if nbytes is None else nbytes
-    tokens = torch.from_numpy(ds.token_range(0, ds.num_tokens()))
-    return EvalText(tokens, np.asarray(ds.sizes, dtype=np.int64), words, nbytes, f"{d}:{split}")
+    return EvalText(ds.tokens, ds.sizes, words, nbytes, f"{d}:{split}")  # both memory-mapped: nothing is copied
 
 
 def _manifest_counts(d: Path, manifest: dict, split: str) -> tuple[int | None, int | None]:

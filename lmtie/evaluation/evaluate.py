@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 
 from lmtie.errors import UserError
 from lmtie.evaluation.corpus import EvalText
-from lmtie.evaluation.metrics import compute_metrics
-from lmtie.evaluation.scoring import score_stream
-from lmtie.evaluation.windows import document_spans, make_windows
+from lmtie.evaluation.metrics import ExactSum, metrics_from_sums
+from lmtie.evaluation.scoring import check_tiling, iter_scores
+from lmtie.evaluation.windows import check_max_tokens, check_window, iter_document_spans, iter_windows, longest_window
 from lmtie.models import unwrap
 
 
@@ -34,15 +37,39 @@ def window_settings(model, ckpt, tokens_per_sample: int | None, sample_break_mod
 
 def evaluate(model, text: EvalText, eos: int, pad: int, tokens_per_sample: int, context_window: int = 0,
              sample_break_mode: str = "none", batch_size: int | None = None, max_tokens: int | None = None,
-             softmax_batch: int = 4096) -> tuple[torch.Tensor, dict]:
-    """(natural-log probability of every token, metrics) for ``text``."""
-    if int(sum(text.line_sizes)) != len(text.tokens):
-        raise ValueError(f"{text.name}: line sizes add up to {int(sum(text.line_sizes))}, not {len(text.tokens)} tokens")
-    spans = document_spans(text.line_sizes, sample_break_mode, tokens_per_sample)
-    windows = make_windows(spans, tokens_per_sample, context_window)
-    if not windows:
+             softmax_batch: int = 4096, keep_scores: bool = True,
+             on_scores: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor | None, dict]:
+    """(natural-log probability of every token, metrics) for ``text``.
+
+    Streams: windows are made and scored a batch at a time, each batch reading only its tokens
+    of ``text.tokens`` (a split's memory map), and the NLL is summed as the scores come (an
+    exact float64 sum, so the metrics do not depend on how the stream is batched). The per-token
+    scores are kept only with ``keep_scores`` (else the first element is None); ``on_scores``
+    gets each batch's ``(position, log-probs)`` as it is scored, in stream order.
+    """
+    n_tokens = len(text.tokens)
+    if int(np.sum(np.asarray(text.line_sizes), dtype=np.int64)) != n_tokens:
+        raise ValueError(f"{text.name}: line sizes add up to {int(np.sum(np.asarray(text.line_sizes)))}, "
+                         f"not {n_tokens} tokens")
+    check_window(tokens_per_sample, context_window)
+    longest = longest_window(text.line_sizes, sample_break_mode, tokens_per_sample)
+    if not longest:
         raise UserError(f"{text.name}: nothing to score (no tokens)")
-    logprobs = score_stream(model, text.tokens, windows, eos, pad, batch_size, max_tokens, softmax_batch)
-    metrics = compute_metrics(logprobs, text.words, text.bytes, tokens_per_sample, context_window)
+    check_max_tokens(longest, max_tokens)
+    windows = iter_windows(iter_document_spans(text.line_sizes, sample_break_mode, tokens_per_sample),
+                           tokens_per_sample, context_window)
+    logprobs = torch.empty(n_tokens, dtype=torch.float64) if keep_scores else None
+    total, pos = ExactSum(), 0
+    for start, lp in iter_scores(model, text.tokens, windows, eos, pad, batch_size, max_tokens, softmax_batch):
+        check_tiling(pos, start)
+        total.add(lp)
+        if logprobs is not None:
+            logprobs[start:start + len(lp)] = lp
+        if on_scores is not None:
+            on_scores(start, lp)
+        pos = start + len(lp)
+    check_tiling(pos, pos, n_tokens)
+    metrics = metrics_from_sums(-total.value(), total.count, text.words, text.bytes, tokens_per_sample,
+                                context_window)
     metrics["sample_break_mode"] = sample_break_mode
     return logprobs, metrics

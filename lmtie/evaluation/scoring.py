@@ -1,31 +1,45 @@
 """Per-token log-probabilities of a token stream, window by window, under ``torch.inference_mode``.
 
 Only scored positions go through the output layer, ``softmax_batch`` rows at a time, so memory
-holds (rows x vocabulary) logits, never (batch x window x vocabulary).
+holds (rows x vocabulary) logits, never (batch x window x vocabulary). The stream may be a
+tensor or a numpy array (the memory map of a split): each batch reads only its own tokens, and
+:func:`iter_scores` hands back each batch's scores as it goes, so nothing grows with the stream.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lmtie.evaluation.windows import Window, batches
 from lmtie.models import unwrap
 
 
-def _batch_tensors(stream: torch.Tensor, group: Sequence[Window], eos: int, pad: int):
-    """(inputs (B, L), targets (B, L), scored mask (B, L)); rows are right-padded with ``pad``."""
+def token_slice(stream, start: int, end: int) -> torch.Tensor:
+    """``stream[start:end]`` as a new int64 CPU tensor; ``stream`` is a tensor or a numpy array (a memmap)."""
+    if isinstance(stream, torch.Tensor):
+        return stream[start:end].to("cpu", torch.long)
+    return torch.from_numpy(np.array(stream[start:end], dtype=np.int64))
+
+
+def _batch_tensors(stream, group: Sequence[Window], eos: int, pad: int):
+    """(inputs (B, L), targets (B, L), scored mask (B, L)); rows are right-padded with ``pad``.
+
+    One slice of the stream, from the token before the earliest window to the end of the latest,
+    holds every input and target (consecutive windows: about the batch's tokens)."""
+    first = max(min(w.start for w in group) - 1, 0)
+    tokens = token_slice(stream, first, max(w.end for w in group))
     L = max(len(w) for w in group)
     inputs = torch.full((len(group), L), pad, dtype=torch.long)
     targets = torch.full((len(group), L), pad, dtype=torch.long)
     scored = torch.zeros((len(group), L), dtype=torch.bool)
     for row, w in enumerate(group):
-        n = len(w)
-        targets[row, :n] = stream[w.start:w.end]
-        inputs[row, 1:n] = stream[w.start:w.end - 1]
-        inputs[row, 0] = stream[w.start - 1] if w.start > 0 else eos  # y = [</s>] + x
+        n, s, e = len(w), w.start - first, w.end - first
+        targets[row, :n] = tokens[s:e]
+        inputs[row, 1:n] = tokens[s:e - 1]
+        inputs[row, 0] = tokens[s - 1] if w.start > 0 else eos  # y = [</s>] + x
         scored[row, w.score_from - w.start:n] = True
     return inputs, targets, scored
 
@@ -47,30 +61,48 @@ def _logprob_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return picked - top.squeeze(1) - logits.sub_(top).exp_().sum(dim=1).log()
 
 
-def score_stream(model: torch.nn.Module, stream: torch.Tensor, windows: Sequence[Window], eos: int, pad: int,
-                 batch_size: int | None = None, max_tokens: int | None = None,
-                 softmax_batch: int = 4096) -> torch.Tensor:
-    """Natural-log probability of every token of ``stream`` (float64, CPU), each scored once."""
+def iter_scores(model: torch.nn.Module, stream, windows: Iterable[Window], eos: int, pad: int,
+                batch_size: int | None = None, max_tokens: int | None = None,
+                softmax_batch: int = 4096) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(position, log-probs)`` per batch of windows: the natural-log probabilities (float64, CPU) of
+    the stream's tokens ``position, position + 1, ...``. Consecutive batches continue where the last
+    one stopped, so the pieces tile the stream in order, each token scored once."""
     m = unwrap(model)
     device = m.input_embedding.weight.device
-    stream = stream.long().cpu()
-    result = torch.full((len(stream),), float("nan"), dtype=torch.float64)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            for group in batches(windows, batch_size, max_tokens):
+        for group in batches(windows, batch_size, max_tokens):
+            for a, b in zip(group, group[1:]):
+                check_tiling(a.end, b.score_from)
+            with torch.inference_mode():  # entered per batch: never held across the yield
                 inputs, targets, scored = _batch_tensors(stream, group, eos, pad)
                 feats = m.features(inputs.to(device))  # (B, L, d_out)
                 lp = _target_logprobs(m, feats[scored.to(device)], targets[scored].to(device), softmax_batch)
-                result[_stream_positions(group)] = lp.cpu()
+                del feats
+                lp = lp.cpu()
+            yield group[0].score_from, lp
     finally:
         model.train(was_training)
-    if torch.isnan(result).any():
-        raise RuntimeError(f"{int(torch.isnan(result).sum())} tokens were never scored; the windows are wrong")
+
+
+def check_tiling(position: int, start: int, total: int | None = None) -> None:
+    """Scores must arrive in order and, at the end, cover all ``total`` tokens; else the windows are wrong."""
+    if start != position:
+        raise RuntimeError(f"scores for token {start} arrived where token {position} was due; the windows are wrong")
+    if total is not None and position != total:
+        raise RuntimeError(f"{total - position} tokens were never scored; the windows are wrong")
+
+
+def score_stream(model: torch.nn.Module, stream, windows: Sequence[Window], eos: int, pad: int,
+                 batch_size: int | None = None, max_tokens: int | None = None,
+                 softmax_batch: int = 4096) -> torch.Tensor:
+    """Natural-log probability of every token of ``stream`` (float64, CPU), each scored once."""
+    result = torch.empty((len(stream),), dtype=torch.float64)
+    pos = 0
+    for start, lp in iter_scores(model, stream, windows, eos, pad, batch_size, max_tokens, softmax_batch):
+        check_tiling(pos, start)
+        result[start:start + len(lp)] = lp
+        pos = start + len(lp)
+    check_tiling(pos, pos, len(stream))
     return result
-
-
-def _stream_positions(group: Sequence[Window]) -> torch.Tensor:
-    """Stream index of each scored position, in the row-major order of the scored mask."""
-    return torch.cat([torch.arange(w.score_from, w.end) for w in group])

@@ -15,7 +15,9 @@ exactly once and no input is longer than ``T``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
 
 from lmtie.errors import UserError
 
@@ -52,46 +54,77 @@ def document_spans(line_sizes: Sequence[int], mode: str, tokens_per_sample: int)
     line (a lone ``</s>``). ``complete``: whole lines packed greedily into spans of at most
     ``T`` tokens (a longer line is a span of its own), as fairseq packs its blocks.
     """
+    return list(iter_document_spans(line_sizes, mode, tokens_per_sample))
+
+
+def iter_document_spans(line_sizes: Sequence[int], mode: str, tokens_per_sample: int
+                        ) -> Iterator[tuple[int, int]]:
+    """:func:`document_spans`, one span at a time (a split of any length needs no list of them)."""
     if mode not in BREAK_MODES:
         raise UserError(f"--sample-break-mode {mode!r} is unknown; choose one of {', '.join(BREAK_MODES)}")
-    total = int(sum(line_sizes))
     if mode == "none":
-        return [(0, total)] if total else []
-    spans, start, pos = [], 0, 0
+        total = int(np.sum(np.asarray(line_sizes), dtype=np.int64)) if len(line_sizes) else 0
+        if total:
+            yield 0, total
+        return
+    start = pos = 0
     for size in (int(s) for s in line_sizes):
         if mode == "complete" and pos > start and pos + size - start > tokens_per_sample:
-            spans.append((start, pos))
+            yield start, pos
             start = pos
         pos += size
         if mode == "eos" or (mode == "complete_doc" and size == 1):
-            spans.append((start, pos))
+            yield start, pos
             start = pos
     if pos > start:
-        spans.append((start, pos))
-    return spans
+        yield start, pos
 
 
 def make_windows(spans: Sequence[tuple[int, int]], tokens_per_sample: int, context_window: int) -> list[Window]:
     """Windows that score every target of every span exactly once (see the module docstring)."""
+    return list(iter_windows(spans, tokens_per_sample, context_window))
+
+
+def iter_windows(spans: Iterable[tuple[int, int]], tokens_per_sample: int, context_window: int
+                 ) -> Iterator[Window]:
+    """:func:`make_windows`, one window at a time, in stream order."""
     stride = check_window(tokens_per_sample, context_window)
-    windows = []
     for doc_start, doc_end in spans:
         end = min(doc_start + tokens_per_sample, doc_end)
-        windows.append(Window(doc_start, doc_start, end))
+        yield Window(doc_start, doc_start, end)
         while end < doc_end:
             score_from, end = end, min(end + stride, doc_end)
-            windows.append(Window(max(doc_start, score_from - context_window), score_from, end))
-    return windows
+            yield Window(max(doc_start, score_from - context_window), score_from, end)
 
 
-def batches(windows: Sequence[Window], batch_size: int | None, max_tokens: int | None) -> Iterator[list[Window]]:
-    """Consecutive groups of windows with at most ``batch_size`` rows and ``max_tokens`` padded tokens."""
-    if max_tokens is not None and windows and max(len(w) for w in windows) > max_tokens:
+def longest_window(line_sizes: Sequence[int], mode: str, tokens_per_sample: int) -> int:
+    """Length of the longest window :func:`iter_windows` makes (a document's first one, at most T), in one
+    pass over the line sizes, without making any window."""
+    if mode == "none":
+        total = int(np.sum(np.asarray(line_sizes), dtype=np.int64)) if len(line_sizes) else 0
+        return min(tokens_per_sample, total)
+    return max((min(tokens_per_sample, e - s) for s, e in iter_document_spans(line_sizes, mode, tokens_per_sample)),
+               default=0)
+
+
+def check_max_tokens(longest: int, max_tokens: int | None) -> None:
+    if max_tokens is not None and longest > max_tokens:
         raise UserError(f"--max-tokens {max_tokens} is smaller than one window "
-                        f"({max(len(w) for w in windows)} tokens); raise it to at least --tokens-per-sample")
+                        f"({longest} tokens); raise it to at least --tokens-per-sample")
+
+
+def batches(windows: Iterable[Window], batch_size: int | None, max_tokens: int | None) -> Iterator[list[Window]]:
+    """Consecutive groups of windows with at most ``batch_size`` rows and ``max_tokens`` padded tokens.
+
+    A sequence of windows is checked against ``max_tokens`` before the first group; an iterator
+    (streamed windows), as each window comes (check it first with :func:`longest_window`).
+    """
+    if isinstance(windows, Sequence) and windows:
+        check_max_tokens(max(len(w) for w in windows), max_tokens)
     group: list[Window] = []
     longest = 0
     for w in windows:
+        check_max_tokens(len(w), max_tokens)
         longest_if = max(longest, len(w))
         full = (batch_size is not None and len(group) >= batch_size) or \
                (max_tokens is not None and longest_if * (len(group) + 1) > max_tokens)
