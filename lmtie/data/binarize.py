@@ -66,20 +66,21 @@ def run_chunks(fn: Callable, path: Path, workers: int, *args) -> list:
         return pool.starmap(fn, jobs)
 
 
-def count_chunk(path: Path, start: int, end: int, symbols: Callable[[str], Iterable[str]], errors: str,
-                flag: str) -> Counter:
-    """Symbol counts of one chunk, ``symbols(line)`` (a tokeniser's, picklable) for each line."""
+def count_chunk(path: Path, start: int, end: int, symbols: Callable[[str], Iterable[str]],
+                cut: bytes | None, errors: str, flag: str) -> Counter:
+    """Symbol counts of one chunk, ``symbols(line)`` (a tokeniser's, picklable) for each line; a long
+    line is counted a piece at a time where its tokeniser allows (``cut``, its ``line_cut``)."""
     counts: Counter = Counter()
-    for lines, _, _ in read_line_batches(path, start, end, errors, flag):
-        for line in lines:
+    for batch in read_line_batches(path, start, end, errors, flag, cut):
+        for line in batch.lines:
             counts.update(symbols(line))
     return counts
 
 
-def count_symbols(path: Path, symbols: Callable[[str], Iterable[str]], workers: int, errors: str,
-                  flag: str) -> Counter:
+def count_symbols(path: Path, symbols: Callable[[str], Iterable[str]], cut: bytes | None, workers: int,
+                  errors: str, flag: str) -> Counter:
     total: Counter = Counter()
-    for c in run_chunks(count_chunk, path, workers, symbols, errors, flag):
+    for c in run_chunks(count_chunk, path, workers, symbols, cut, errors, flag):
         total.update(c)
     return total
 
@@ -91,11 +92,19 @@ def binarize_chunk(path: Path, start: int, end: int, spec: TokenizerSpec, dtype:
     unk = tok.dictionary.unk()
     builder = MMapIndexedDatasetBuilder(part, np.dtype(dtype))
     stats = SplitStats()
+    carry = 0  # tokens of a line cut into pieces (line_cut) written so far, before its </s>
     try:
-        for lines, nbytes, replaced in read_line_batches(path, start, end, errors, flag):
+        for lines, nbytes, replaced, open_end in read_line_batches(path, start, end, errors, flag, tok.line_cut):
             flat, sizes = tok.encode_lines(lines)
+            if open_end:  # the last line goes on in the next batch: its ids without </s>, its size later
+                flat, piece, sizes = flat[:-1], int(sizes[-1]) - 1, sizes[:-1]
+            if carry and len(sizes):
+                sizes[0] += carry
+                carry = 0
+            if open_end:
+                carry += piece
             builder.add_lines(flat, sizes)
-            stats.add(SplitStats(len(lines), len(flat), nbytes, replaced, int((flat == unk).sum())))
+            stats.add(SplitStats(len(sizes), len(flat), nbytes, replaced, int((flat == unk).sum())))
     finally:
         builder.close_part()
     return stats

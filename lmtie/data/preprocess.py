@@ -308,7 +308,7 @@ def _load_srcdict(path: str) -> Dictionary:
 
 
 def _count_dictionary(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input) -> Dictionary:
-    counts = count_symbols(train.plain, tok.symbols, cfg.workers, cfg.utf8_errors, train.flag)
+    counts = count_symbols(train.plain, tok.symbols, tok.line_cut, cfg.workers, cfg.utf8_errors, train.flag)
     counts = {tok.dict_symbol(sym): n for sym, n in counts.items()}
     if not counts:
         raise UserError(f"{train.flag} {train.given}: holds no text (only empty lines); give a non-empty corpus")

@@ -12,9 +12,10 @@ import gzip
 import hashlib
 import lzma
 import os
+import re
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator, NamedTuple
 
 from lmtie.errors import UserError
 
@@ -74,38 +75,80 @@ def chunk_offsets(path: Path, n: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def read_line_batches(path: Path, start: int, end: int, errors: str, flag: str
-                      ) -> Iterator[tuple[list[str], int, int]]:
-    """Yield (lines, their UTF-8 byte count incl. newlines, U+FFFD replacements) ~1 MB at a time.
+class LineBatch(NamedTuple):
+    """Lines read together: ``lines`` (text without newlines), their UTF-8 bytes (newlines included,
+    or the one a file's last line lacks), U+FFFD replacements, and whether the last line continues in
+    the next batch (``open_end``: it is a piece of a line longer than a batch, cut where ``cut`` allows;
+    its bytes hold no newline yet)."""
 
-    ``start``/``end`` must be line starts (or EOF). With ``errors="strict"`` invalid UTF-8
-    raises a UserError with the file and byte offset.
+    lines: list[str]
+    nbytes: int
+    replaced: int
+    open_end: bool
+
+
+def read_line_batches(path: Path, start: int, end: int, errors: str, flag: str,
+                      cut: bytes | None = None) -> Iterator[LineBatch]:
+    """Yield the lines of ``path[start:end]`` ~1 MB at a time (:class:`LineBatch`).
+
+    ``start``/``end`` must be line starts (or EOF). A line longer than a batch is cut into ~1 MB
+    pieces right before a byte the regex ``cut`` matches (a tokeniser's ``line_cut``), so memory
+    stays bounded; without ``cut``, or where none matches, it is read whole (one copy of its bytes).
+    With ``errors="strict"`` invalid UTF-8 raises a UserError with the file and byte offset.
     """
+    last = re.compile(rb"(?s).*(" + cut + rb")") if cut else None  # greedy: the last match in a block
     with open(path, "rb") as f:
         pos = start
         while pos < end:
             f.seek(pos)
             block = f.read(min(_BATCH_BYTES, end - pos))
-            if pos + len(block) < end:  # cut after the last newline; a longer line is read whole
-                cut = block.rfind(b"\n") + 1
-                block = block[:cut] if cut else block + f.readline()
-            yield _decode(block, pos, path, errors, flag)
-            pos += len(block)
+            open_end = False
+            if pos + len(block) < end:  # cut after the last newline
+                nl = block.rfind(b"\n") + 1
+                if nl:
+                    block = block[:nl]
+                elif last is not None and (m := last.match(block, 1)) is not None:
+                    block, open_end = block[:m.start(1)], True
+                else:  # a line longer than a batch that cannot be cut: read it whole, once
+                    block = _read_line(f, pos, len(block))
+            n = len(block)
+            batch = _decode(block, pos, path, errors, flag, open_end)
+            del block  # not held while the caller encodes the batch
+            yield batch
+            pos += n
 
 
-def _decode(block: bytes, pos: int, path: Path, errors: str, flag: str) -> tuple[list[str], int, int]:
-    try:
-        text, replaced = block.decode("utf-8"), 0
-    except UnicodeDecodeError as e:
-        if errors == "strict":
+def _read_line(f: BinaryIO, pos: int, scanned: int) -> bytes:
+    """The line starting at ``pos`` (``scanned`` bytes of it already seen to hold no newline), with its
+    newline, in one read: finding the end first means no second copy of a long line."""
+    f.seek(pos + scanned)
+    length = scanned
+    while chunk := f.read(_BATCH_BYTES):
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            length += nl + 1
+            break
+        length += len(chunk)
+    f.seek(pos)
+    return f.read(length)
+
+
+def _decode(block: bytes, pos: int, path: Path, errors: str, flag: str, open_end: bool = False) -> LineBatch:
+    newline = block.endswith(b"\n")
+    view = memoryview(block)[:-1] if newline else memoryview(block)  # the text, without copying the bytes
+    if errors == "strict":
+        try:
+            text, replaced = str(view, "utf-8"), 0
+        except UnicodeDecodeError as e:
             raise UserError(f"{flag} {path}: invalid UTF-8 at byte offset {pos + e.start}; fix the file "
                             "or pass --utf8-errors replace to substitute U+FFFD and count replacements")
-        text = block.decode("utf-8", errors="replace")
-        replaced = text.count("\ufffd") - block.decode("utf-8", errors="ignore").count("\ufffd")
-    lines = text.split("\n")
-    if text.endswith("\n"):
-        lines.pop()
-    return lines, len(block) + (0 if block.endswith(b"\n") else 1), replaced
+    else:  # U+FFFD already in the file (its bytes EF BF BD can be nothing else) is not a replacement
+        text = str(view, "utf-8", "replace")
+        replaced = text.count("\ufffd") - block.count(b"\xef\xbf\xbd")
+    del view
+    lines = text.split("\n")  # a single line is the string itself, not a copy
+    del text
+    return LineBatch(lines, len(block) + (0 if newline or open_end else 1), replaced, open_end)
 
 
 def export_hf_dataset(name: str, config: str | None, data_files: str | None, text_column: str,

@@ -45,6 +45,10 @@ class Tokenizer:
     name: ClassVar[str]
     fixed_vocabulary: ClassVar[bool] = False
     model_file: ClassVar[str | None] = None
+    # A regex over UTF-8 bytes: a line may be cut right before any byte it matches, and encoding
+    # (or counting) the pieces one after another gives exactly the line's ids (symbols). Then
+    # preprocessing reads a long line ~1 MB at a time; None: a line is encoded whole.
+    line_cut: ClassVar[bytes | None] = None
 
     def __init__(self, dictionary: Dictionary):
         self.dictionary = dictionary
@@ -96,16 +100,28 @@ class Tokenizer:
         raise NotImplementedError
 
 
-def _join_with_eos(per_line: Sequence[Sequence[int]], eos: int, table: np.ndarray | None = None
+def _join_with_eos(per_line: list[Sequence[int]], eos: int, table: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate lines with ``eos`` after each (ids optionally mapped through ``table``), vectorised."""
+    """Concatenate lines with ``eos`` after each (ids optionally mapped through ``table``), vectorised.
+
+    The ids are int32 (every vocabulary fits) and no temporary is as large as them but the output's
+    own: ``per_line`` (a list the caller made for this call) is emptied as soon as it is read, the
+    ``eos`` go in with a one-byte mask, and ``table`` maps in place, a slice at a time.
+    """
     lens = np.fromiter(map(len, per_line), dtype=np.int64, count=len(per_line))
-    ids = np.fromiter(itertools.chain.from_iterable(per_line), dtype=np.int64, count=int(lens.sum()))
+    if per_line and all(isinstance(a, np.ndarray) for a in per_line):
+        ids = np.concatenate(per_line, dtype=np.int32, casting="same_kind")
+    else:
+        ids = np.fromiter(itertools.chain.from_iterable(per_line), dtype=np.int32, count=int(lens.sum()))
+    per_line.clear()
     if table is not None:
-        ids = table[ids]
-    flat = np.full(len(ids) + len(lens), eos, dtype=np.int64)
-    flat[np.arange(len(ids)) + np.repeat(np.arange(len(lens)), lens)] = ids  # shift by the eos before each
+        for s in range(0, len(ids), _MAP_CHUNK):
+            ids[s:s + _MAP_CHUNK] = table[ids[s:s + _MAP_CHUNK]]
+    flat = np.insert(ids, np.cumsum(lens), eos)  # eos after each line
     return flat, lens + 1
+
+
+_MAP_CHUNK = 1 << 20
 
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {}  # name -> class, in registration order

@@ -24,6 +24,7 @@ class ByteTokenizer(Tokenizer):
     """One id per UTF-8 byte (id = byte + 4); needs no training and has no unknowns."""
 
     fixed_vocabulary = True
+    line_cut = rb"[\x00-\x7f\xc0-\xff]"  # any byte that starts a character (or is invalid): not inside one
 
     @classmethod
     def build(cls, dictionary: Dictionary | None, model_path: str | Path | None = None,

@@ -29,6 +29,7 @@ class CharTokenizer(Tokenizer):
     """One id per Unicode character; lookups are vectorised over code points."""
 
     dict_symbol = staticmethod(char_symbol)
+    line_cut = rb"[\x00-\x7f\xc0-\xff]"  # any byte that starts a character (or is invalid): not inside one
 
     def __init__(self, dictionary: Dictionary):
         super().__init__(dictionary)

@@ -13,6 +13,7 @@ class SpaceTokenizer(Tokenizer):
     """Word level (WikiText style): whitespace-separated tokens looked up in the dictionary."""
 
     symbols = staticmethod(tokenize_line)
+    line_cut = rb"[ \t]"  # words never hold a space or a tab, so a line may be cut before one
 
     def _ids(self, line: str) -> np.ndarray:
         index = self.dictionary.index
