@@ -91,8 +91,7 @@ def _blocks(job: dict):
     ds = LanguageModelDataset(job["data"], "train", c.T)
     batches = []
     for s in range(job["steps"]):
-        items = [ds[(s * c.batch + i) % len(ds)] for i in range(c.batch)]
-        b = ds.collate(items)
+        b = ds.batch([(s * c.batch + i) % len(ds) for i in range(c.batch)])
         batches.append((b["source"], b["target"]))
     return batches, ds.dictionary, torch
 

@@ -106,14 +106,33 @@ def test_source_is_target_shifted_right_with_previous_token(tmp_path):
     assert ds[2]["target"].tolist() == [2] and ds[2]["source"].tolist() == [9]  # mid-line: the token before
 
 
-def test_collate_pads_with_pad_index(tmp_path):
+def test_batch_pads_with_pad_index(tmp_path):
     make_bin(tmp_path, [[5, 6, 2], [7, 2]])
     ds = LanguageModelDataset(tmp_path, "train", tokens_per_sample=8, sample_break_mode="eos")
-    batch = ds.collate([ds[0], ds[1]])
+    batch = ds.batch([0, 1])
     assert batch["id"].tolist() == [0, 1] and batch["ntokens"] == 5
     assert batch["target"].tolist() == [[5, 6, 2], [7, 2, 1]]
     assert batch["source"].tolist() == [[2, 5, 6], [2, 7, 1]]
     assert ds.dictionary.pad() == 1
+
+
+@pytest.mark.parametrize("mode", ["none", "eos", "complete", "complete_doc"])
+def test_batch_rows_are_the_blocks_right_padded(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    lines = [list(rng.integers(4, 20, size=rng.integers(0, 12))) + [2] for _ in range(60)]
+    make_bin(tmp_path, lines)
+    ds = LanguageModelDataset(tmp_path, "train", tokens_per_sample=7, sample_break_mode=mode)
+    for indices in ([0], [len(ds) - 1, 0, 3], list(rng.permutation(len(ds))[:17])):
+        b = ds.batch(indices)
+        assert b["id"].tolist() == list(indices) and b["source"].dtype == b["target"].dtype == torch.long
+        assert b["ntokens"] == sum(len(ds[i]["target"]) for i in indices)
+        width = b["target"].size(1)
+        for row, i in enumerate(indices):
+            n = len(ds[i]["target"])
+            assert b["target"][row].tolist() == ds[i]["target"].tolist() + [1] * (width - n)
+            assert b["source"][row].tolist() == ds[i]["source"].tolist() + [1] * (width - n)
+    with pytest.raises(IndexError, match="out of range"):
+        ds.batch([len(ds)])
 
 
 def test_epoch_order_is_a_pure_function_of_seed_and_epoch():

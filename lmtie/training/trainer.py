@@ -171,7 +171,7 @@ class Trainer:
         return self._step(loss_sum, int(ntokens), stop > 0)
 
     def _forward(self, dataset: LanguageModelDataset, indices: list[int]) -> tuple[torch.Tensor, int]:
-        batch = dataset.collate([dataset[i] for i in indices])
+        batch = dataset.batch(indices)
         source, target = batch["source"].to(self.s.device), batch["target"].to(self.s.device)
         with torch.autocast(self.s.device.type, dtype=torch.bfloat16, enabled=self.s.run.bf16):
             return lm_loss(self.model, source, target, dataset.dictionary.pad())
