@@ -92,17 +92,17 @@ def _api_run(corpus, save_dir, **optim):
 def test_sigusr1_during_validation_stops_and_saves(corpus, tmp_path, monkeypatch):
     from lmtie.data import LanguageModelDataset
 
-    original = LanguageModelDataset.collate
+    original = LanguageModelDataset.batch
     calls = {"n": 0}
 
-    def collate_and_signal(self, items):
+    def batch_and_signal(self, items):
         if self.data.prefix.name == "valid" if hasattr(self.data, "prefix") else len(self) < 50:
             calls["n"] += 1
             if calls["n"] == 1:
                 os.kill(os.getpid(), signal.SIGUSR1)
         return original(self, items)
 
-    monkeypatch.setattr(LanguageModelDataset, "collate", collate_and_signal)
+    monkeypatch.setattr(LanguageModelDataset, "batch", batch_and_signal)
     summary = _api_run(corpus, tmp_path, max_update=1000)
     assert summary["preempted_by"] == "SIGUSR1"
     assert ckpt_io.load(tmp_path / "checkpoint_last.safetensors").train_state["step"] == 2  # the first validation
