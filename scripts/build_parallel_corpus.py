@@ -456,6 +456,7 @@ def write_corpus(out: Path, splits: dict[str, list[tuple[str, str]]], provenance
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        tmp.chmod(0o755)   # mkdtemp makes it private; the corpus is not
         for split, pairs in splits.items():
             for side, lang in ((0, "en"), (1, "de")):
                 (tmp / f"{split}.{lang}").write_text("".join(p[side] + "\n" for p in pairs), encoding="utf-8")
@@ -540,6 +541,8 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, OSError, tarfile.TarError, zipfile.BadZipFile) as err:
             missing.append({"package": path.name, "error": f"unreadable: {err}"})
     splits, provenance = build(archives, Filters(args.max_words, args.max_chars), args.valid_frac, args.test_frac)
+    if not splits["train"]:
+        fail(f"no German pairs in the {len(archives)} archives read ({', '.join(sorted(sources))}); nothing written")
     provenance["unavailable"] = missing
     write_corpus(args.out, splits, provenance)
     for split, s in provenance["splits"].items():

@@ -234,3 +234,7 @@ def test_cli_writes_aligned_files_and_refuses_existing_out(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bpc.main(["--archives", str(tmp_path / "in"), "--out", str(out)])
     assert exit_info.value.code == 2 and "exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:   # the wheels are not Debian packages: nothing to build
+        bpc.main(["--archives", str(tmp_path / "in"), "--out", str(tmp_path / "none"), "--sources", "debian"])
+    assert exit_info.value.code == 2 and "no German pairs" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
