@@ -93,6 +93,7 @@ class Catalog:
     path: str                         # member path inside the archive
     nplurals: int | None              # from the Plural-Forms header
     messages: list[Message] = field(default_factory=list)
+    error: str | None = None          # why the file could not be read (then no messages)
 
     @property
     def key(self) -> str:
@@ -157,15 +158,18 @@ def parse_po(data: bytes) -> list[Message]:
 
 def parse_mo(data: bytes) -> list[Message]:
     """Entries of a compiled .mo file (GNU format, either byte order); context is dropped."""
-    magic = struct.unpack("<I", data[:4])[0]
-    order = {0x950412DE: "<", 0xDE120495: ">"}.get(magic)
-    if order is None:
-        raise ValueError("not a GNU .mo file (bad magic number)")
+    order = {b"\xde\x12\x04\x95": "<", b"\x95\x04\x12\xde": ">"}.get(data[:4])
+    if order is None or len(data) < 20:
+        raise ValueError("not a GNU .mo file (bad magic number or no header)")
     _, count, orig_at, trans_at = struct.unpack(order + "4I", data[4:20])
+    if max(orig_at, trans_at) + 8 * count > len(data):
+        raise ValueError(f"truncated .mo file: {count} entries' tables end past its {len(data)} bytes")
     raw = []
     for i in range(count):
-        olen, ooff = struct.unpack(order + "2I", data[orig_at + 8 * i: orig_at + 8 * i + 8])
-        tlen, toff = struct.unpack(order + "2I", data[trans_at + 8 * i: trans_at + 8 * i + 8])
+        olen, ooff = struct.unpack_from(order + "2I", data, orig_at + 8 * i)
+        tlen, toff = struct.unpack_from(order + "2I", data, trans_at + 8 * i)
+        if max(ooff + olen, toff + tlen) > len(data):
+            raise ValueError(f"truncated .mo file: entry {i} ends past its {len(data)} bytes")
         raw.append((data[ooff: ooff + olen], data[toff: toff + tlen]))
     header = next((t for o, t in raw if o == b""), b"")
     m = re.search(rb"charset=([-\w]+)", header)
@@ -290,9 +294,13 @@ def catalogs_of(archive: Archive) -> list[Catalog]:
             stems[stem] = path
     catalogs = []
     for path in stems.values():
-        data = archive.files[path]
-        messages = parse_po(data) if path.endswith(".po") else parse_mo(data)
-        catalogs.append(Catalog(f"{archive.name}=={archive.version}", path, nplurals_of(messages), messages))
+        data, source = archive.files[path], f"{archive.name}=={archive.version}"
+        try:
+            messages = parse_po(data) if path.endswith(".po") else parse_mo(data)
+        except (ValueError, LookupError) as err:   # a truncated .mo, an unknown charset
+            catalogs.append(Catalog(source, path, None, error=str(err)))
+            continue
+        catalogs.append(Catalog(source, path, nplurals_of(messages), messages))
     return catalogs
 
 
@@ -434,7 +442,8 @@ def build(archives: Iterable[Archive], filters: Filters, valid_frac: float, test
             pairs, dropped = catalog_pairs(catalog, filters)
             per_catalog[catalog.key] = pairs
             record["catalogs"].append({"path": catalog.path, "key": catalog.key, "messages": sum(m.msgid != "" for m in catalog.messages),
-                                       "pairs": len(pairs), "dropped": dict(sorted(dropped.items()))})
+                                       "pairs": len(pairs), "dropped": dict(sorted(dropped.items()))}
+                                      | ({"error": catalog.error} if catalog.error else {}))
         records.append(record)
     assignment = assign_splits({k: len(v) for k, v in per_catalog.items()}, valid_frac, test_frac)
     splits, cross = build_splits(per_catalog, assignment)

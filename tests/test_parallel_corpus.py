@@ -120,10 +120,12 @@ def test_po_extraction_filters_and_plurals(tmp_path):
         "admin/locale/de/LC_MESSAGES/django.po": ADMIN_PO.encode(),
         "admin/locale/de/LC_MESSAGES/django.mo": write_mo([("", ""), ("Only in the mo", "Nur im mo")]),
         "admin/locale/fr/LC_MESSAGES/django.po": HEADER.encode() + b'msgid "Save"\nmsgstr "Enregistrer"\n',
-        "admin/locale/de_CH/LC_MESSAGES/django.po": HEADER.encode() + b'msgid "Street"\nmsgstr "Strasse"\n'})
+        "admin/locale/de_CH/LC_MESSAGES/django.po": HEADER.encode() + b'msgid "Street"\nmsgstr "Strasse"\n',
+        "admin/locale/de/LC_MESSAGES/broken.mo": write_mo(MO_PAIRS)[:30]})
     archive = bpc.read_archive(wheel)
     assert (archive.name, archive.version, archive.licence) == ("admin", "1.0", "BSD-3-Clause")
-    (catalog,) = bpc.catalogs_of(archive)        # the .po wins over its .mo; fr and de_CH are not German
+    broken, catalog = bpc.catalogs_of(archive)   # the .po wins over its .mo; fr and de_CH are not German
+    assert broken.path.endswith("broken.mo") and "truncated .mo" in broken.error and not broken.messages
     assert catalog.path.endswith("django.po") and catalog.nplurals == 2
     pairs, dropped = bpc.catalog_pairs(catalog, bpc.Filters())
     assert pairs == [("Save and continue editing", "Sichern und weiter bearbeiten"),
