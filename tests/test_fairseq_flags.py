@@ -308,3 +308,24 @@ def test_no_token_positional_embeddings_leave_only_order_from_the_mask():
                            no_token_positional_embeddings=flag, layernorm_embedding=True)
         logits = FAMILIES["transformer_lm"].model_class.build(cfg).eval()(same)[0]
         assert torch.allclose(logits, logits[:1].expand_as(logits), atol=1e-5) == position_free
+
+
+def test_a_model_without_positions_exports_exactly_and_an_embedding_norm_is_refused(corpus, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from lmtie.checkpoint import load_model
+    from lmtie.interop import export_hf
+
+    save = tmp_path / "s"
+    assert _train(corpus, save, "--max-update", "2", "--no-token-positional-embeddings",
+                  "--share-decoder-input-output-embed") == 0
+    export_hf(save / "checkpoint_last.safetensors", tmp_path / "hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    model, _ = load_model(save / "checkpoint_last.safetensors", torch.device("cpu"))
+    tokens = torch.randint(4, 20, (2, 12))
+    with torch.no_grad():
+        ours, theirs = model.eval()(tokens), hf(tokens).logits
+    keep = torch.isfinite(ours)  # <pad> is masked in lmtie only
+    torch.testing.assert_close(theirs[keep], ours[keep], rtol=0, atol=1e-4)
+    assert _train(corpus, tmp_path / "n", "--max-update", "1", "--layernorm-embedding") == 0
+    with pytest.raises(fairseq_flags.UserError, match="--layernorm-embedding"):
+        export_hf(tmp_path / "n" / "checkpoint_last.safetensors", tmp_path / "hf2")
