@@ -302,7 +302,7 @@ class Trainer:
     # --- validation ---------------------------------------------------------------------------
     def validate(self, data: LanguageModelDataset | None = None) -> float | None:
         """Mean NLL in nats on ``data`` (default: the first --valid-subset; None without one)."""
-        data = data or self.s.valid_data
+        data = self.s.valid_data if data is None else data
         if data is None:
             return None
         self.model.eval()
