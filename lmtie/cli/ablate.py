@@ -13,6 +13,7 @@ import sys
 from lmtie.ablation import AblationConfig, run_ablation
 from lmtie.cli.train import build_parser as train_parser
 from lmtie.cli.train import model_overrides
+from lmtie.cli.fairseq_flags import TRAIN, translate
 from lmtie.config import add_dataclass_args, from_args
 from lmtie.errors import cli_main
 from lmtie.training import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
@@ -28,6 +29,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    argv = translate(TRAIN, sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     run_ablation(from_args(AblationConfig, args), model_overrides(args), from_args(DataConfig, args),
                  from_args(OptimizationConfig, args),

@@ -12,11 +12,13 @@ import argparse
 import contextlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from lmtie.cli.fairseq_flags import EVAL, epilog, translate
 from lmtie.config import add_dataclass_args, from_args
 from lmtie.errors import UserError, cli_main
 from lmtie.evaluation.config import EvalLMConfig
@@ -29,7 +31,8 @@ from lmtie.checkpoint import load_model
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmtie-eval-lm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lmtie-eval-lm", description=__doc__.splitlines()[0], epilog=epilog(EVAL),
+                                     allow_abbrev=False)
     parser.add_argument("data", nargs="?", default=None, metavar="DATA_BIN",
                         help="preprocessed data directory (omit when scoring --input FILE)")
     add_dataclass_args(parser, EvalLMConfig, "evaluation")
@@ -105,7 +108,7 @@ def _write_results(results_path: str, name: str, metrics: dict) -> Path:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(translate(EVAL, sys.argv[1:] if argv is None else argv))
     cfg = from_args(EvalLMConfig, args)
     cfg.validate()
     device = default_device(cfg.device)

@@ -11,7 +11,7 @@ from lmtie.interop.config import ExportConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmtie-export", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lmtie-export", description=__doc__.splitlines()[0], allow_abbrev=False)
     add_dataclass_args(parser, ExportConfig, "export")
     return parser
 

@@ -12,7 +12,7 @@ from lmtie.hub import load
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmtie-generate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lmtie-generate", description=__doc__.splitlines()[0], allow_abbrev=False)
     add_dataclass_args(parser, GenerateConfig, "generation")
     return parser
 

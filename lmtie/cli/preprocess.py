@@ -6,7 +6,9 @@ With no data arguments it binarises the embedded Shakespeare corpus into data-bi
 from __future__ import annotations
 
 import argparse
+import sys
 
+from lmtie.cli.fairseq_flags import PREP, epilog, translate
 from lmtie.config import add_dataclass_args, from_args
 from lmtie.data.manifest import load_manifest
 from lmtie.data.preprocess import PreprocessConfig, preprocess
@@ -15,7 +17,7 @@ from lmtie.errors import cli_main
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lmtie-preprocess",
+        prog="lmtie-preprocess", epilog=epilog(PREP), allow_abbrev=False,
         description="Binarise raw text or a Hugging Face dataset into a fairseq-compatible data-bin "
                     "(dict.txt, {split}.bin/.idx, manifest.json). With no data arguments it builds "
                     "data-bin/shakespeare from the embedded corpus.")
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    argv = translate(PREP, sys.argv[1:] if argv is None else argv)
     cfg = from_args(PreprocessConfig, build_parser().parse_args(argv))
     destdir = preprocess(cfg)
     manifest = load_manifest(destdir)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from lmtie.cli.fairseq_flags import TRAIN, epilog, translate
 from lmtie.config import add_dataclass_args, from_args
+from lmtie.checkpoint import SUFFIX
 from lmtie.errors import cli_main
 from lmtie.models import archs_of, family_of_arch
 from lmtie.training import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig, train
@@ -22,7 +25,7 @@ def arch_of(argv: list[str] | None) -> str:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The flags of every training config; the model flags are those of the ``--arch`` in ``argv``."""
     family = family_of_arch(arch_of(argv))
-    p = argparse.ArgumentParser(prog="lmtie-train", description=__doc__)
+    p = argparse.ArgumentParser(prog="lmtie-train", description=__doc__, epilog=epilog(TRAIN), allow_abbrev=False)
     p.add_argument("data", nargs="?", default=None,
                    help="DATA_BIN from lmtie-preprocess or fairseq-preprocess (default: the embedded corpus)")
     add_dataclass_args(p, RunConfig, "run")
@@ -44,6 +47,7 @@ def model_overrides(args: argparse.Namespace) -> dict:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    argv = translate(TRAIN, sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     summary = train(model_overrides(args), from_args(DataConfig, args), from_args(OptimizationConfig, args),
                     from_args(CheckpointConfig, args), from_args(RunConfig, args))
@@ -63,7 +67,9 @@ def _final_lines(s: dict) -> str:
     if s["best_valid_loss"] is not None:
         lines.append(f"best valid loss {s['best_valid_loss']:.3f} (base 2), "
                      f"valid ppl {s['best_valid_ppl']:.2f}")
-    lines.append(f"checkpoints: {s['save_dir']}/checkpoint_best.safetensors, checkpoint_last.safetensors")
+    written = [n for n in ("checkpoint_best", "checkpoint_last") if (Path(s["save_dir"]) / f"{n}{SUFFIX}").exists()]
+    lines.append(f"checkpoints: {s['save_dir']}/{', '.join(n + SUFFIX for n in written)}" if written
+                 else f"checkpoints: none written in {s['save_dir']}")
     return "\n".join(lines)
 
 

@@ -127,9 +127,11 @@ def epoch_order(num_items: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def batch_indices(order: Sequence[int], batch_size: int | None = None, max_tokens: int | None = None,
-                  sizes: Sequence[int] | None = None) -> list[list[int]]:
+                  sizes: Sequence[int] | None = None, multiple: int = 1) -> list[list[int]]:
     """Consecutive items of ``order`` grouped into batches of at most ``batch_size`` items and
-    ``max_tokens`` padded tokens (batch length x longest item), as fairseq's ``batch_by_size``."""
+    ``max_tokens`` padded tokens (batch length x longest item), as fairseq's ``batch_by_size``; a full
+    batch is cut to a multiple of ``multiple`` items when it holds that many (fairseq's
+    ``--required-batch-size-multiple``), the rest starting the next batch."""
     if batch_size is None and max_tokens is None:
         raise UserError("pass --batch-size or --max-tokens to form batches")
     if max_tokens is not None and sizes is None:
@@ -144,8 +146,10 @@ def batch_indices(order: Sequence[int], batch_size: int | None = None, max_token
         full = (batch_size is not None and len(current) == batch_size) or \
                (max_tokens is not None and (len(current) + 1) * grown > max_tokens)
         if current and full:
-            batches.append(current)
-            current, grown = [], size
+            keep = max(multiple * (len(current) // multiple), len(current) % multiple)
+            batches.append(current[:keep])
+            current = current[keep:]
+            grown = max([size, *(int(sizes[i]) for i in current)]) if sizes is not None else 0
         current.append(idx)
         longest = grown
     if current:

@@ -41,6 +41,9 @@ class TransformerLMConfig:
     decoder_learned_pos: bool = field(False, "learned positions instead of sinusoidal ones")
     no_scale_embedding: bool = field(False, "do not multiply token embeddings by sqrt(decoder_input_dim)")
     no_decoder_final_norm: bool = field(False, "skip the LayerNorm after the last block")
+    no_token_positional_embeddings: bool = field(False, "no positional embeddings at all (order only from the "
+                                                        "causal mask)")
+    layernorm_embedding: bool = field(False, "LayerNorm on the embeddings (after the positions are added)")
     dropout: float = field(0.1, "dropout on embeddings and residual branches", min=0, lt=1)
     attention_dropout: float = field(0.0, "dropout on attention weights", min=0, lt=1)
     activation_dropout: float = field(0.0, "dropout after the feed-forward activation", min=0, lt=1,
@@ -171,6 +174,7 @@ class TransformerDecoder(nn.Module):
         self.embed_scale = 1.0 if cfg.no_scale_embedding else math.sqrt(d_in)  # Vaswani et al. 2017, sec. 3.4
         self.project_in_dim = nn.Linear(d_in, d, bias=False) if d_in != d else None
         self._build_positions(cfg)
+        self.layernorm_embedding = nn.LayerNorm(d) if cfg.layernorm_embedding else None
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.decoder_layers))
         self.layer_norm = None if cfg.no_decoder_final_norm else nn.LayerNorm(d)
@@ -196,7 +200,9 @@ class TransformerDecoder(nn.Module):
 
     def _build_positions(self, cfg: TransformerLMConfig) -> None:
         d = cfg.decoder_embed_dim
-        if cfg.decoder_learned_pos:
+        if cfg.no_token_positional_embeddings:
+            self.embed_positions = None
+        elif cfg.decoder_learned_pos:
             self.embed_positions = nn.Parameter(torch.empty(cfg.max_target_positions, d))
             nn.init.normal_(self.embed_positions, mean=0.0, std=d ** -0.5)
         else:
@@ -219,7 +225,11 @@ class TransformerDecoder(nn.Module):
         x = self.embed_scale * self.embed_tokens(tokens)  # (B, T, d_in)
         if self.project_in_dim is not None:
             x = self.project_in_dim(x)
-        x = self.dropout(x + self.embed_positions[start:start + T].to(x.dtype))
+        if self.embed_positions is not None:
+            x = x + self.embed_positions[start:start + T].to(x.dtype)
+        if self.layernorm_embedding is not None:
+            x = self.layernorm_embedding(x)
+        x = self.dropout(x)
         for i, layer in enumerate(self.layers):
             x = layer(x, i, cache)
         if cache is not None:

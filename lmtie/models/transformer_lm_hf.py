@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from lmtie.errors import UserError
 from lmtie.models.hf_registry import HFConverter, Tensors, need, refuse, register_hf_converter, take
 from lmtie.models.transformer_lm import TransformerLMConfig
@@ -47,6 +49,8 @@ def _refusals(cfg: TransformerLMConfig) -> list[str]:
         flags.append(f"--decoder-output-dim {cfg.decoder_output_dim} != --decoder-embed-dim {d} (an output projection)")
     if cfg.no_decoder_final_norm:
         flags.append("--no-decoder-final-norm (GPT-2 always applies ln_f)")
+    if cfg.layernorm_embedding:
+        flags.append("--layernorm-embedding (GPT-2 has no norm on its embeddings)")
     return flags
 
 
@@ -66,6 +70,8 @@ def to_hf(cfg: TransformerLMConfig, state: Tensors) -> tuple[dict, Tensors]:
     out["transformer.ln_f.weight"] = gain / scale if fold_head else gain
     out["transformer.ln_f.bias"] = bias / scale if fold_head else bias
     pos = state.get("decoder.embed_positions")
+    if cfg.no_token_positional_embeddings:  # a zero table adds nothing: exactly no positions
+        pos = torch.zeros(cfg.max_target_positions, d)
     out["transformer.wpe.weight"] = pos if pos is not None else sinusoidal_table(cfg.max_target_positions, d)
     if not cfg.share_decoder_input_output_embed:
         out["lm_head.weight"] = state["decoder.embed_out"]

@@ -21,7 +21,12 @@ class DataConfig:
     batch_size: Optional[int] = field(16, "blocks per batch (per process)", min=1, aliases=("--max-sentences",))
     max_tokens: Optional[int] = field(None, "tokens per batch instead of --batch-size", min=1)
     train_subset: str = field("train", "split to train on")
-    valid_subset: str = field("valid", "split to validate on ('' to disable)")
+    valid_subset: str = field("valid", "split(s) to validate on, comma-separated: each is validated, the first "
+                                       "picks checkpoint_best ('' to disable)")
+    batch_size_valid: Optional[int] = field(None, "blocks per validation batch (default: --batch-size)", min=1)
+    max_tokens_valid: Optional[int] = field(None, "tokens per validation batch (default: --max-tokens)", min=1)
+    required_batch_size_multiple: int = field(
+        1, "under --max-tokens, cut each batch to a multiple of N blocks, as fairseq (whose default is 8)", min=1)
 
     def __post_init__(self) -> None:
         validate_ranges(self)
@@ -39,10 +44,19 @@ class OptimizationConfig:
     embedding_weight_decay: float = field(0.0, "weight decay on embed_tokens / embed_out / positions (explicit)", min=0)
     clip_norm: float = field(0.0, "clip the global gradient norm to this value (0 = no clipping)", min=0)
     update_freq: int = field(1, "accumulate gradients over this many batches per update", min=1)
-    lr_scheduler: Literal["inverse_sqrt", "cosine", "fixed"] = field("inverse_sqrt", "learning-rate schedule")
+    lr_scheduler: Literal["inverse_sqrt", "cosine", "fixed", "polynomial_decay", "reduce_lr_on_plateau"] = field(
+        "inverse_sqrt", "learning-rate schedule")
     warmup_updates: int = field(0, "linear warm-up from --warmup-init-lr to --lr over this many updates", min=0)
     warmup_init_lr: float = field(1e-7, "learning rate at update 0 when warming up", min=0)
     min_lr: float = field(0.0, "floor of the cosine schedule", min=0)
+    end_learning_rate: float = field(0.0, "polynomial_decay: the learning rate at --total-num-update", min=0)
+    power: float = field(1.0, "polynomial_decay: exponent of the decay (1 = linear)", min=0)
+    total_num_update: Optional[int] = field(None, "polynomial_decay: updates to decay over (default: --max-update)",
+                                            min=1)
+    lr_shrink: float = field(0.1, "reduce_lr_on_plateau: multiply the learning rate by this on a plateau", gt=0, max=1)
+    lr_patience: int = field(0, "reduce_lr_on_plateau: epochs without improvement before shrinking", min=0)
+    lr_threshold: float = field(1e-4, "reduce_lr_on_plateau: relative improvement that counts", min=0)
+    stop_min_lr: float = field(-1.0, "stop once the learning rate after warm-up is <= this (-1 = off)", min=-1)
     max_update: int = field(0, "stop after this many updates (0 = no limit)", min=0)
     max_epoch: int = field(0, "stop after this many epochs (0 = no limit)", min=0)
     stop_time_hours: float = field(0.0, "stop after this much wall time (0 = no limit)", min=0)
@@ -54,6 +68,9 @@ class OptimizationConfig:
         if self.lr_scheduler == "cosine" and self.max_update <= 0:
             raise UserError("--lr-scheduler cosine needs --max-update N > 0: the schedule decays to --min-lr over "
                             "N updates; set --max-update or pick --lr-scheduler inverse_sqrt")
+        if self.lr_scheduler == "polynomial_decay" and self.total_num_update is None and self.max_update <= 0:
+            raise UserError("--lr-scheduler polynomial_decay needs --total-num-update N or --max-update N: the "
+                            "schedule decays to --end-learning-rate over N updates")
 
 
 @dataclass
@@ -62,11 +79,22 @@ class CheckpointConfig:
 
     save_dir: str = field("checkpoints", "directory for checkpoint_*.safetensors, config.json and metrics.jsonl")
     restore_file: str = field("checkpoint_last", "checkpoint to resume from (relative to --save-dir unless a path)")
+    save_interval: int = field(1, "write checkpoint_last and checkpointEPOCH at the end of every N epochs", min=1)
     save_interval_updates: int = field(0, "also write checkpoint_EPOCH_UPDATE every N updates (0 = off)", min=0)
     keep_interval_updates: int = field(-1, "keep only the last N interval checkpoints (-1 = all)", min=-1)
     keep_last_epochs: int = field(-1, "keep only the last N epoch checkpoints (-1 = all)", min=-1)
     no_epoch_checkpoints: bool = field(False, "write no checkpointEPOCH files")
-    reset_optimizer: bool = field(False, "restore weights only: fresh optimiser, schedule and data position")
+    no_last_checkpoints: bool = field(False, "write no checkpoint_last (a rerun then starts afresh, as fairseq)")
+    no_save: bool = field(False, "write no checkpoints at all (config.json and metrics.jsonl are still written)")
+    best_checkpoint_metric: Literal["loss", "nll_loss", "ppl"] = field(
+        "loss", "valid metric that picks checkpoint_best (all three rank the same: ppl = 2**loss, loss = nll_loss)")
+    maximize_best_checkpoint_metric: bool = field(False, "the best checkpoint is the one with the highest metric")
+    reset_optimizer: bool = field(False, "on restore, fresh optimiser state and update count (so the schedule "
+                                         "restarts), and no best checkpoint yet, as fairseq")
+    reset_lr_scheduler: bool = field(False, "on restore, fresh schedule state (reduce_lr_on_plateau: its shrinks); "
+                                            "step-based schedules follow the update count")
+    reset_dataloader: bool = field(False, "on restore, start again at epoch 1, batch 0")
+    reset_meters: bool = field(False, "on restore, fresh token and time counters, best valid loss and patience")
     reset_output_projection: bool = field(
         False, "allow restoring a checkpoint whose tie flag differs (the output projection is re-initialised)")
     init_from: Optional[str] = field(
@@ -92,7 +120,11 @@ class RunConfig:
     log_format: Literal["tqdm", "json", "simple", "none"] = field("tqdm", "progress output")
     log_interval: int = field(10, "log training metrics every N updates", min=1)
     tensorboard_logdir: Optional[str] = field(None, "also write TensorBoard scalars here (needs tensorboard)")
+    validate_interval: int = field(1, "validate at the end of every N epochs", min=1)
     validate_interval_updates: int = field(0, "validate every N updates (0 = only at epoch ends)", min=0)
+    disable_validation: bool = field(False, "never validate (no checkpoint_best)")
+    checkpoint_activations: bool = field(False, "recompute each layer's activations in the backward pass "
+                                                "(torch.utils.checkpoint): less memory, each block's forward run twice")
     patience: int = field(-1, "stop when valid loss has not improved for N validations (-1 = off)", min=-1)
 
     def __post_init__(self) -> None:

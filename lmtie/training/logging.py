@@ -147,11 +147,13 @@ class MetricsLogger:
             self.bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{2 ** loss:.1f}", lr=f"{lr:.2e}",
                                  tok_s=f"{record['tokens_per_s']:.0f}")
 
-    def valid(self, state, loss_nats: float) -> None:
+    def valid(self, state, loss_nats: float, subset: str | None = None) -> None:
+        """A validation record: type "valid" for the first --valid-subset, "valid_NAME" for each other one."""
         if not self.active:
             return
         loss = loss_nats / LOG2
-        record = {"type": "valid", "step": state.step, "epoch": state.epoch, "loss": loss,
+        record = {"type": "valid" if subset is None else f"valid_{subset}", "step": state.step, "epoch": state.epoch,
+                  "loss": loss,
                   "ppl": round(2 ** loss, 2), "wall": round(self.elapsed(), 1)}
         self._write(record)
         self._emit(record, state.step, force=True)

@@ -48,12 +48,31 @@ def build_optimizer(model: nn.Module, cfg: OptimizationConfig) -> torch.optim.Op
                              fused=fused or None)
 
 
-def lr_at(step: int, cfg: OptimizationConfig) -> float:
-    """The learning rate for update ``step`` (0-based): a pure function, so resuming needs no state."""
+def decay_report(groups: list[dict]) -> str:
+    """One line saying which parameters weight decay touches: lmtie decays matrices only, while fairseq's
+    ``adam`` decays every parameter, norms, biases and embeddings included."""
+    names = [n for g in groups for n in g["param_names"]]
+    first = {n.split(".")[0] for n in names}
+    prefix = f"{first.pop()}." if len(first) == 1 and all("." in n for n in names) else ""  # e.g. "decoder."
+    parts = []
+    for g in groups:
+        kinds = sorted({".".join(p for p in n[len(prefix):].split(".") if not p.isdigit()) for n in g["param_names"]})
+        n = sum(p.numel() for p in g["params"])
+        parts.append(f"{g['weight_decay']:g} on {n:,} {g['name']} parameters ({', '.join(kinds)})")
+    return "weight decay: " + "; ".join(parts) + " (fairseq's adam decays all)"
+
+
+def lr_at(step: int, cfg: OptimizationConfig, shrinks: int = 0) -> float:
+    """The learning rate for update ``step`` (0-based): a pure function of the update count (and, for
+    reduce_lr_on_plateau, of how often it shrank), so resuming needs no other state."""
+    if cfg.lr_scheduler == "polynomial_decay":
+        return _polynomial(step, cfg)
     if cfg.warmup_updates > 0 and step < cfg.warmup_updates:
         return cfg.warmup_init_lr + (cfg.lr - cfg.warmup_init_lr) * step / cfg.warmup_updates
     if cfg.lr_scheduler == "fixed":
         return cfg.lr
+    if cfg.lr_scheduler == "reduce_lr_on_plateau":
+        return cfg.lr * cfg.lr_shrink ** shrinks
     if cfg.lr_scheduler == "inverse_sqrt":  # fairseq: lr * sqrt(warmup) / sqrt(step) after warm-up
         return cfg.lr * math.sqrt(max(cfg.warmup_updates, 1)) / math.sqrt(max(step, 1)) \
             if step >= max(cfg.warmup_updates, 1) else cfg.lr
@@ -66,6 +85,29 @@ def _cosine(step: int, cfg: OptimizationConfig) -> float:
     span = max(cfg.max_update - cfg.warmup_updates, 1)
     progress = min(max(step - cfg.warmup_updates, 0) / span, 1.0)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _polynomial(step: int, cfg: OptimizationConfig) -> float:
+    """fairseq's polynomial_decay: linear warm-up from 0 (it has no --warmup-init-lr), then
+    ``(lr - end) * (1 - (step - warmup) / (total - warmup)) ** power + end``, then ``end``."""
+    warmup, total = cfg.warmup_updates, cfg.total_num_update or cfg.max_update
+    if warmup > 0 and step <= warmup:
+        return cfg.lr * step / warmup
+    if step >= total:
+        return cfg.end_learning_rate
+    remaining = 1 - (step - warmup) / (total - warmup)
+    return (cfg.lr - cfg.end_learning_rate) * remaining ** cfg.power + cfg.end_learning_rate
+
+
+def plateau_step(loss: float, best: float | None, bad: int, cfg: OptimizationConfig,
+                 maximize: bool = False) -> tuple[float, int, bool]:
+    """reduce_lr_on_plateau after one epoch's validation, as torch's ReduceLROnPlateau (relative
+    threshold) that fairseq wraps: ``(best, epochs without improvement, shrink now?)``."""
+    if best is None or (loss > best * (1 + cfg.lr_threshold) if maximize else loss < best * (1 - cfg.lr_threshold)):
+        return loss, 0, False
+    if bad + 1 > cfg.lr_patience:
+        return best, 0, True
+    return best, bad + 1, False
 
 
 def scale_and_clip_(params: list[torch.Tensor], scale: float, clip_norm: float) -> float:

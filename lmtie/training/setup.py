@@ -48,6 +48,7 @@ class TrainSetup:
     tokenizer_model: Optional[bytes]
     restore: Optional[ckpt_io.Checkpoint] = None
     lock: Optional[DirLock] = None  # the save dir's lock (rank 0; None on other ranks)
+    more_valid: dict = dataclasses.field(default_factory=dict)  # the other --valid-subset splits, by name
 
     def config_dict(self) -> dict:
         return {"model_family": self.family, "model": to_dict(self.model_cfg), "data": to_dict(self.data), "optimization": to_dict(self.optim),
@@ -76,6 +77,10 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
+    if run.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise UserError(f"--bf16 (what --fp16, --amp and --memory-efficient-fp16 run as): "
+                        f"{torch.cuda.get_device_name(device)} has no bfloat16 and lmtie has no fp16 loss scaling; "
+                        "drop the flag to train in fp32")
     data = _resolve_data(data, info)
     load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
     dictionary = Dictionary.load(Path(data.data) / "dict.txt")
@@ -86,7 +91,8 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
 
         init = prepare(ckpt.init_from, family.name, dictionary, model_overrides, data.tokens_per_sample)
         model_cfg = init.cfg
-    train_data, valid_data = _datasets(data)
+    train_data, valid_sets = _datasets(data, run.disable_validation)
+    valid_data, more_valid = (valid_sets.pop(next(iter(valid_sets))) if valid_sets else None), valid_sets
     lock = _check_save_dir(Path(ckpt.save_dir), info)
     if lock is not None and exit_stack is not None:
         exit_stack.callback(lock.release)  # also when building fails below
@@ -101,13 +107,17 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     # makes more), so the tied and untied arms of an ablation see the same dropout masks
     torch.manual_seed(int(np.random.SeedSequence([run.seed, 1]).generate_state(1)[0]))  # not seed+1's init stream
     model.to(device)
+    if run.checkpoint_activations:  # before any wrapper, so DDP/FSDP see the recomputing blocks
+        from lmtie.training.activations import checkpoint_activations
+
+        checkpoint_activations(model)
     model = dist.wrap(model, info, run.ddp_backend, device)
     if run.compile:
         model = torch.compile(model)
     check_tie(model)
     tok_info, tok_model = tokenizer_identity(Path(data.data))
     return TrainSetup(family.name, model_cfg, data, optim, ckpt, run, device, info, dictionary, train_data, valid_data, model,
-                      tok_info, tok_model, restore, lock)
+                      tok_info, tok_model, restore, lock, more_valid)
 
 
 def _device(name: str) -> torch.device:
@@ -135,7 +145,9 @@ def _model_config(family: Family, values: dict, dictionary: Dictionary, data: Da
     return family.config_class(**values).with_positions(data.tokens_per_sample)
 
 
-def _datasets(data: DataConfig) -> tuple[LanguageModelDataset, Optional[LanguageModelDataset]]:
+def _datasets(data: DataConfig, no_valid: bool = False) -> tuple[LanguageModelDataset, dict]:
+    """The train split and the --valid-subset splits by name, in order (none with --disable-validation); a
+    subset named explicitly must exist, the default 'valid' may be absent."""
     manifest = load_manifest(data.data)
     if data.train_subset not in manifest.get("splits", {}):
         raise UserError(f"{data.data}: no '{data.train_subset}' split; run lmtie-preprocess with --trainpref")
@@ -143,10 +155,12 @@ def _datasets(data: DataConfig) -> tuple[LanguageModelDataset, Optional[Language
     train = make(data.train_subset)
     if len(train) == 0:
         raise UserError(f"{data.data}: the '{data.train_subset}' split is empty")
-    valid = None
-    if data.valid_subset and data.valid_subset in manifest.get("splits", {}):
-        valid = make(data.valid_subset)
-    return train, valid
+    names = [] if no_valid else [n for n in data.valid_subset.split(",") if n]
+    missing = [n for n in names if n not in manifest.get("splits", {})]
+    if missing and names != [DataConfig.valid_subset]:
+        raise UserError(f"--valid-subset {data.valid_subset}: {data.data} has no '{missing[0]}' split (it has "
+                        f"{', '.join(manifest.get('splits', {}))}); name existing splits or pass --disable-validation")
+    return train, {n: make(n) for n in names if n not in missing}
 
 
 LOCK_FILE = ".lock"

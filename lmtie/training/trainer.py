@@ -30,8 +30,8 @@ from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.criterion import lm_loss
 from lmtie.training.logging import MetricsLogger
-from lmtie.training.optim import (build_optimizer, load_optimizer_state, lr_at, optimizer_state, scale_and_clip_,
-                                  set_lr)
+from lmtie.training.optim import (build_optimizer, decay_report, load_optimizer_state, lr_at, optimizer_state,
+                                  plateau_step, scale_and_clip_, set_lr)
 from lmtie.training.setup import TrainSetup
 
 
@@ -54,6 +54,9 @@ class TrainState:
     last_valid_loss: Optional[float] = None
     last_valid_step: int = -1
     data_digest: str = ""  # running hash of every batch's block ids: paired runs can prove they saw the same data
+    lr_shrinks: int = 0  # reduce_lr_on_plateau: times the learning rate shrank
+    plateau_best: Optional[float] = None  # reduce_lr_on_plateau: best epoch-end valid loss
+    plateau_bad: int = 0  # reduce_lr_on_plateau: epochs since it improved
     python_rng: Any = None
     numpy_rng: Any = None
 
@@ -86,10 +89,11 @@ class Trainer:
         self.logger = MetricsLogger(setup)
         self._clock = time.perf_counter()  # wall time since then is not yet in state.train_seconds
         self._restored = setup.restore is not None and self._restore(setup.restore)
-        if self._restored:
+        if self._restored and not setup.ckpt.reset_optimizer:  # with it the update count restarts: append
             self.logger.resume(self.state, setup.restore.path)
         else:
             self.logger.fresh_start(self.state)
+        self.logger.message(decay_report(self.optimizer.param_groups))  # not fairseq's rule: say it once
         self._session_start_step = self.state.step
         self._last_saved_step = -1  # the update checkpoint_last was last written at in this session
 
@@ -153,13 +157,20 @@ class Trainer:
             return True
         if o.stop_time_hours > 0 and st.train_seconds + time.perf_counter() - self._clock >= o.stop_time_hours * 3600:
             return True
+        if o.stop_min_lr >= 0 and st.step >= o.warmup_updates and self._lr() <= o.stop_min_lr:
+            self.logger.message(f"stopping at update {st.step}: the learning rate {self._lr():.4g} is <= --stop-min-lr "
+                                f"{o.stop_min_lr:g}")
+            return True
         return self.s.run.patience >= 0 and st.bad_validations > self.s.run.patience
+
+    def _lr(self) -> float:
+        return lr_at(self.state.step, self.s.optim, self.state.lr_shrinks)
 
     # --- one update ----------------------------------------------------------------------
     def _update(self, group: list[list[int]]) -> StepResult:
         """Forward/backward over ``update_freq`` batches, then one optimiser step (or a skip)."""
         self.model.train()
-        set_lr(self.optimizer, lr_at(self.state.step, self.s.optim))
+        set_lr(self.optimizer, self._lr())
         loss_sum, ntokens = 0.0, 0
         for i, indices in enumerate(group):
             with self._maybe_no_sync(last=i == len(group) - 1):
@@ -232,6 +243,10 @@ class Trainer:
             self.logger.message(f"stopped by {self.signal_name} before the first update of this run; no checkpoint "
                                 "written (none is needed); run the same command again to start or resume")
             return
+        if self.s.ckpt.no_save or self.s.ckpt.no_last_checkpoints:
+            self.logger.message(f"stopped by {self.signal_name} at update {st.step}; no checkpoint_last written "
+                                "(--no-save or --no-last-checkpoints)")
+            return
         if self._last_saved_step != st.step:
             self._save(last=True)
         self.logger.message(f"stopped by {self.signal_name} at update {st.step}; wrote {where}; run the same "
@@ -249,8 +264,17 @@ class Trainer:
                             "The last good checkpoint is untouched")
 
     def _end_epoch(self) -> None:
-        self._validate_and_track()
-        self._save(last=True, epoch=not self.s.ckpt.no_epoch_checkpoints)
+        """fairseq's epoch end: validate every --validate-interval epochs, save every --save-interval."""
+        st = self.state
+        if st.epoch % self.s.run.validate_interval == 0:
+            self._validate_and_track()
+            if self.s.optim.lr_scheduler == "reduce_lr_on_plateau" and st.last_valid_step == st.step:
+                st.plateau_best, st.plateau_bad, shrink = plateau_step(
+                    st.last_valid_loss, st.plateau_best, st.plateau_bad, self.s.optim,
+                    self.s.ckpt.maximize_best_checkpoint_metric)
+                st.lr_shrinks += shrink
+        if st.epoch % self.s.ckpt.save_interval == 0:
+            self._save(last=True, epoch=not self.s.ckpt.no_epoch_checkpoints)
         self.state.epoch += 1
         self.state.batch_pos = 0
 
@@ -261,7 +285,8 @@ class Trainer:
         order = epoch_order(len(data), self.s.run.seed, epoch)
         bs = None if self.s.data.batch_size is None else self.s.data.batch_size * world
         mt = None if self.s.data.max_tokens is None else self.s.data.max_tokens * world
-        batches = batch_indices(order, batch_size=bs, max_tokens=mt, sizes=data.sizes)
+        batches = batch_indices(order, batch_size=bs, max_tokens=mt, sizes=data.sizes,
+                                multiple=self.s.data.required_batch_size_multiple * world)
         return [b for b in batches if len(b) >= world]  # every rank needs a share
 
     def _my_share(self, indices: list[int]) -> list[int]:
@@ -275,14 +300,13 @@ class Trainer:
         return contextlib.nullcontext()
 
     # --- validation ---------------------------------------------------------------------------
-    def validate(self) -> float | None:
-        """Mean valid NLL in nats (None without a valid split)."""
-        data = self.s.valid_data
+    def validate(self, data: LanguageModelDataset | None = None) -> float | None:
+        """Mean NLL in nats on ``data`` (default: the first --valid-subset; None without one)."""
+        data = self.s.valid_data if data is None else data
         if data is None:
             return None
         self.model.eval()
-        bs = self.s.data.batch_size or max(1, (self.s.data.max_tokens or 4096) // self.s.data.tokens_per_sample)
-        batches = batch_indices(np.arange(len(data)), batch_size=bs * self.s.dist.world_size)
+        batches = self._valid_batches(data)
         loss_sum, ntokens = 0.0, 0
         with torch.no_grad():
             for indices in batches:
@@ -295,15 +319,28 @@ class Trainer:
         loss_sum, ntokens = dist.all_reduce_sum([loss_sum, float(ntokens)], self.s.device)
         return loss_sum / max(ntokens, 1)
 
+    def _valid_batches(self, data: LanguageModelDataset) -> list[list[int]]:
+        d, world = self.s.data, self.s.dist.world_size
+        if d.batch_size_valid is None and d.max_tokens_valid is None:
+            bs = d.batch_size or max(1, (d.max_tokens or 4096) // d.tokens_per_sample)
+            return batch_indices(np.arange(len(data)), batch_size=bs * world)
+        bs, mt = d.batch_size_valid, d.max_tokens_valid
+        return batch_indices(np.arange(len(data)), batch_size=None if bs is None else bs * world,
+                             max_tokens=None if mt is None else mt * world, sizes=data.sizes)
+
     def _validate_and_track(self) -> None:
         with self._timed("valid_seconds"):
             loss = self.validate()
+            others = {name: self.validate(data) for name, data in self.s.more_valid.items()}
         if loss is None:
             return
         st = self.state
         st.last_valid_loss, st.last_valid_step = loss, st.step
         self.logger.valid(st, loss)
-        if st.best_valid_loss is None or loss < st.best_valid_loss:
+        for name, other in others.items():
+            self.logger.valid(st, other, subset=name)
+        maximize = self.s.ckpt.maximize_best_checkpoint_metric  # loss, nll_loss and ppl all rank alike
+        if st.best_valid_loss is None or (loss > st.best_valid_loss if maximize else loss < st.best_valid_loss):
             st.best_valid_loss, st.bad_validations = loss, 0
             self._save(best=True)
         else:
@@ -315,6 +352,9 @@ class Trainer:
 
     def _save(self, last: bool = False, best: bool = False, epoch: bool = False, interval: bool = False) -> None:
         """Write the requested checkpoints (rank 0 only); refuse to persist non-finite weights."""
+        if self.s.ckpt.no_save:
+            return
+        last = last and not self.s.ckpt.no_last_checkpoints
         if last:
             self._last_saved_step = self.state.step
         with self._timed("checkpoint_seconds"):
@@ -365,15 +405,18 @@ class Trainer:
             train_state=asdict(st), optim_state=optim_state, optim_groups=groups, rng=rng)
 
     def _restore(self, ck: ckpt_io.Checkpoint) -> bool:
-        """Continue from ``ck`` (weights are already loaded by TrainSetup); False if only the weights are kept.
-
-        Everything is checked (:meth:`_check_restorable`) before any of it is applied."""
-        if self.s.ckpt.reset_optimizer:
-            self.logger.message(f"restored weights from {ck.path}; optimiser, schedule and data position reset")
+        """Continue from ``ck`` (weights are already loaded by TrainSetup); False if only the weights are kept
+        (every --reset-* flag given). Everything is checked (:meth:`_check_restorable`) before any of it is applied."""
+        resets = self._resets()
+        if len(resets) == 4:
+            self.logger.message(f"restored weights from {ck.path}; optimiser, schedule, data position and meters reset")
             return False
         state, python_rng, numpy_rng = self._check_restorable(ck)
-        load_optimizer_state(self.optimizer, ck.optim_state)
-        self.state = state
+        if not self.s.ckpt.reset_optimizer:
+            load_optimizer_state(self.optimizer, ck.optim_state)
+        self.state = _reset(state, self.s.ckpt)
+        if resets:
+            self.logger.message(f"restored {ck.path} with --reset-{', --reset-'.join(resets)}")
         if python_rng is not None:
             random.setstate(python_rng)
             np.random.set_state(numpy_rng)
@@ -383,11 +426,17 @@ class Trainer:
         self.logger.message(f"resumed from {ck.path} at update {self.state.step} (epoch {self.state.epoch})")
         return True
 
+    def _resets(self) -> list[str]:
+        """The --reset-* flags given: what a restore starts afresh."""
+        c = self.s.ckpt
+        return [name for name, on in (("optimizer", c.reset_optimizer), ("lr-scheduler", c.reset_lr_scheduler),
+                                      ("dataloader", c.reset_dataloader), ("meters", c.reset_meters)) if on]
+
     def _check_restorable(self, ck: ckpt_io.Checkpoint):
         """``(TrainState, Python RNG state, NumPy RNG state)`` of ``ck``, or a UserError naming the file and
         the entry: train_state of the wrong types, RNG states that do not fit, optimiser state whose shapes
         are not the parameters'. Pure: nothing is applied or written."""
-        if self.s.ckpt.reset_optimizer:
+        if len(self._resets()) == 4:  # only the weights are kept: nothing else to check
             return None, None, None
         state = _checked_train_state(ck)
         python_rng = numpy_rng = None
@@ -396,7 +445,7 @@ class Trainer:
         _check_generator_state(ck, "torch", torch.device("cpu"))
         if "cuda" in ck.rng and self.s.device.type == "cuda":
             _check_generator_state(ck, "cuda", self.s.device)
-        for g in self.optimizer.param_groups:
+        for g in self.optimizer.param_groups if not self.s.ckpt.reset_optimizer else ():
             for name, p in zip(g["param_names"], g["params"]):
                 for slot, t in ck.optim_state.get(name, {}).items():
                     scalar = slot == "step"
@@ -455,6 +504,22 @@ class Trainer:
                 "wall_tokens_per_s": st.tokens_seen / max(st.train_seconds, 1e-9)}
 
 
+_METERS = ("tokens_seen", "train_seconds", "update_seconds", "valid_seconds", "checkpoint_seconds",
+           "nonfinite_updates", "best_valid_loss", "bad_validations", "last_valid_loss", "last_valid_step")
+
+
+def _reset(state: TrainState, c) -> TrainState:
+    """``state`` with what the --reset-* flags of CheckpointConfig ``c`` name started afresh (fairseq's meaning:
+    the update count belongs to the optimiser, the best checkpoint to the optimiser and the meters)."""
+    fresh, keep = TrainState(), dict(asdict(state))
+    names = ((["step", "last_valid_step", "best_valid_loss", "bad_validations"] if c.reset_optimizer else [])
+             + (["lr_shrinks", "plateau_best", "plateau_bad"] if c.reset_lr_scheduler or c.reset_optimizer else [])
+             + (["epoch", "batch_pos", "data_digest"] if c.reset_dataloader else [])
+             + (list(_METERS) if c.reset_meters else []))
+    keep.update({k: getattr(fresh, k) for k in names})
+    return TrainState(**keep)
+
+
 def _keep_newest(d: Path, pattern: str, keep: int, key) -> None:
     if keep < 0:
         return
@@ -488,7 +553,7 @@ def _tupled(x):
 
 
 _RESTORE_HINT = ("the checkpoint is damaged: resume from another checkpoint_*.safetensors (--restore-file), or pass "
-                 "--reset-optimizer to keep only its weights")
+                 "--reset-optimizer --reset-lr-scheduler --reset-dataloader --reset-meters to keep only its weights")
 _TRAIN_STATE_MIN = {"epoch": 1, "last_valid_step": -1}  # every other int field is a count, >= 0
 
 
