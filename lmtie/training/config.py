@@ -32,23 +32,54 @@ class DataConfig:
         validate_ranges(self)
 
 
+# The optimiser and schedule fields a recipe sets (--recipe): None means "the recipe's value". The
+# fairseq recipe is lmtie's behaviour before the auto recipe existed: fairseq's defaults (AdamW with
+# decoupled decay 0.01 on matrices). The auto recipe is lmtie.training.recipe.
+FAIRSEQ_RECIPE = dict(optimizer="adamw", lr=5e-4, adam_betas=(0.9, 0.98), adam_eps=1e-8, weight_decay=0.01,
+                      embedding_weight_decay=0.0, clip_norm=0.0, lr_scheduler="inverse_sqrt", warmup_updates=0,
+                      warmup_init_lr=1e-7, min_lr=0.0)
+
+
+def _recipe_help(text: str, name: str) -> str:
+    return f"{text} (fairseq recipe: {FAIRSEQ_RECIPE[name]!r}; auto: see --recipe)"
+
+
 @dataclass
 class OptimizationConfig:
-    """Optimiser, schedule and stopping rule."""
+    """Optimiser, schedule and stopping rule.
 
-    optimizer: Literal["adamw", "adam"] = field("adamw", "optimiser (adam = adamw with decoupled decay, as fairseq)")
-    lr: float = field(5e-4, "peak learning rate", min=0)
-    adam_betas: tuple = field((0.9, 0.98), "Adam betas, e.g. '(0.9, 0.98)'", min=0, lt=1, length=2)
-    adam_eps: float = field(1e-8, "Adam epsilon", min=0)
-    weight_decay: float = field(0.01, "decoupled weight decay on matrices (never on norms or biases)", min=0)
-    embedding_weight_decay: float = field(0.0, "weight decay on embed_tokens / embed_out / positions (explicit)", min=0)
-    clip_norm: float = field(0.0, "clip the global gradient norm to this value (0 = no clipping)", min=0)
+    The recipe fields default to None: filled from ``recipe`` (:func:`lmtie.training.recipe.resolve`).
+    ``recipe`` None picks ``fairseq`` when any recipe field is given and ``auto`` otherwise, so a
+    fairseq command line behaves as before and one with no optimiser flag gets the auto recipe.
+    """
+
+    recipe: Optional[Literal["auto", "fairseq"]] = field(
+        None, "defaults of the optimiser and schedule flags: auto (fitted to --max-update and the model width, "
+              "see lmtie/training/recipe.py) or fairseq (fairseq's); default: fairseq when any of those flags is "
+              "given, else auto. Flags given always win")
+    optimizer: Optional[Literal["adamw", "adam"]] = field(
+        None, _recipe_help("optimiser (adam = adamw with decoupled decay, as fairseq)", "optimizer"))
+    lr: Optional[float] = field(None, _recipe_help("peak learning rate", "lr"), min=0)
+    adam_betas: Optional[tuple] = field(None, _recipe_help("Adam betas, e.g. '(0.9, 0.98)'", "adam_betas"),
+                                        min=0, lt=1, length=2)
+    adam_eps: Optional[float] = field(None, _recipe_help("Adam epsilon", "adam_eps"), min=0)
+    weight_decay: Optional[float] = field(
+        None, _recipe_help("decoupled weight decay on matrices (never on norms or biases)", "weight_decay"), min=0)
+    embedding_weight_decay: Optional[float] = field(
+        None, _recipe_help("weight decay on embed_tokens / embed_out / positions (explicit)", "embedding_weight_decay"),
+        min=0)
+    clip_norm: Optional[float] = field(
+        None, _recipe_help("clip the global gradient norm to this value (0 = no clipping)", "clip_norm"), min=0)
     update_freq: int = field(1, "accumulate gradients over this many batches per update", min=1)
-    lr_scheduler: Literal["inverse_sqrt", "cosine", "fixed", "polynomial_decay", "reduce_lr_on_plateau"] = field(
-        "inverse_sqrt", "learning-rate schedule")
-    warmup_updates: int = field(0, "linear warm-up from --warmup-init-lr to --lr over this many updates", min=0)
-    warmup_init_lr: float = field(1e-7, "learning rate at update 0 when warming up", min=0)
-    min_lr: float = field(0.0, "floor of the cosine schedule", min=0)
+    lr_scheduler: Optional[Literal["inverse_sqrt", "cosine", "fixed", "polynomial_decay", "reduce_lr_on_plateau"]] = \
+        field(None, _recipe_help("learning-rate schedule", "lr_scheduler"))
+    warmup_updates: Optional[int] = field(
+        None, _recipe_help("linear warm-up from --warmup-init-lr to --lr over this many updates", "warmup_updates"),
+        min=0)
+    warmup_init_lr: Optional[float] = field(
+        None, _recipe_help("learning rate at update 0 when warming up", "warmup_init_lr"), min=0)
+    min_lr: Optional[float] = field(None, _recipe_help("floor of the cosine schedule", "min_lr"), min=0)
+    # the schedules' own settings below act only under an explicit --lr-scheduler: they pick no recipe
     end_learning_rate: float = field(0.0, "polynomial_decay: the learning rate at --total-num-update", min=0)
     power: float = field(1.0, "polynomial_decay: exponent of the decay (1 = linear)", min=0)
     total_num_update: Optional[int] = field(None, "polynomial_decay: updates to decay over (default: --max-update)",
@@ -65,6 +96,12 @@ class OptimizationConfig:
 
     def __post_init__(self) -> None:
         validate_ranges(self)
+        if self.recipe is None:
+            self.recipe = "fairseq" if any(getattr(self, k) is not None for k in FAIRSEQ_RECIPE) else "auto"
+        if self.recipe == "fairseq":
+            for k, v in FAIRSEQ_RECIPE.items():
+                if getattr(self, k) is None:
+                    setattr(self, k, v)
         if self.lr_scheduler == "cosine" and self.max_update <= 0:
             raise UserError("--lr-scheduler cosine needs --max-update N > 0: the schedule decays to --min-lr over "
                             "N updates; set --max-update or pick --lr-scheduler inverse_sqrt")

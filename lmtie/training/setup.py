@@ -28,6 +28,7 @@ from lmtie.models import Family, LanguageModel, arch_overrides, check_tie, famil
 from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
+from lmtie.training.recipe import resolve as resolve_recipe
 
 
 @dataclass
@@ -91,6 +92,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
 
         init = prepare(ckpt.init_from, family.name, dictionary, model_overrides, data.tokens_per_sample)
         model_cfg = init.cfg
+    optim = resolve_recipe(optim, model_cfg.decoder_embed_dim)  # saved with the checkpoints as resolved
     train_data, valid_sets = _datasets(data, run.disable_validation)
     valid_data, more_valid = (valid_sets.pop(next(iter(valid_sets))) if valid_sets else None), valid_sets
     lock = _check_save_dir(Path(ckpt.save_dir), info)

@@ -32,6 +32,7 @@ from lmtie.training.criterion import lm_loss
 from lmtie.training.logging import MetricsLogger
 from lmtie.training.optim import (build_optimizer, decay_report, load_optimizer_state, lr_at, optimizer_state,
                                   plateau_step, scale_and_clip_, set_lr)
+from lmtie.training.recipe import describe as describe_recipe
 from lmtie.training.setup import TrainSetup
 
 
@@ -87,6 +88,7 @@ class Trainer:
         if setup.restore is not None:
             self._check_restorable(setup.restore)  # a damaged checkpoint is refused before anything is written
         self.logger = MetricsLogger(setup)
+        self.logger.message(describe_recipe(setup.optim))
         self._clock = time.perf_counter()  # wall time since then is not yet in state.train_seconds
         self._restored = setup.restore is not None and self._restore(setup.restore)
         if self._restored and not setup.ckpt.reset_optimizer:  # with it the update count restarts: append
