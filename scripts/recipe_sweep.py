@@ -5,7 +5,8 @@ Two targets, both read from ``../shared/data`` (not in a clone; the script says 
   4 layers, 4 heads, d=128, FFN 512, T=64, batch 12, dropout 0, tied, 2,000 updates. Arms: ``auto``
   (no optimiser flag: lmtie-train's own recipe), ``fairseq`` (``--recipe fairseq``: fairseq's
   defaults, lmtie's before the auto recipe), ``nanogpt`` (the tuned recipe of a popular single-file
-  trainer: lr 1e-3, 100 warm-up, cosine to 1e-4 at the last update, betas (0.9, 0.99), wd 0.1, clip 1).
+  trainer: lr 1e-3, 100 warm-up, cosine to 1e-4 at the last update, betas (0.9, 0.99), wd 0.1, clip 1),
+  ``llama`` (the auto recipe on ``--arch llama`` at the same dims, SwiGLU width 344).
 - WIKI: WikiText-2 (only valid.txt and test.txt are here: train on valid.txt, validate on the first
   800 lines of test.txt), SentencePiece 8,192, ``--arch transformer_lm_small`` (4 layers, d=256,
   FFN 1024, 4 heads, dropout 0.1), T=64, batch 8, 2,000 updates, tied. Arms: ``auto`` and the
@@ -47,6 +48,8 @@ NAMED_ARMS = {
     "fairseq": ["--recipe", "fairseq"],
     "nanogpt": ["--lr", "1e-3", "--warmup-updates", "100", "--lr-scheduler", "cosine", "--min-lr", "1e-4",
                 "--adam-betas", "(0.9, 0.99)", "--weight-decay", "0.1", "--clip-norm", "1.0"],
+    # not a recipe: the Llama-style family under the auto recipe, SwiGLU width 2/3 of the FFN's (same size)
+    "llama": ["--arch", "llama", "--decoder-ffn-embed-dim", "344"],
 }
 
 
