@@ -6,6 +6,7 @@ Each checkpoint is what fairseq's trainer writes, at tiny size: a dict with ``ar
 """
 
 import argparse
+import json
 import math
 import os
 
@@ -237,10 +238,24 @@ def test_eval_lm_scores_the_import_as_the_reference_does(tmp_path, capsys):
     (tmp_path / "t.txt").write_text(line + "\n")
     assert eval_lm.main(["--path", str(tmp_path / "lmtie" / "checkpoint_best.safetensors"), "--input",
                          str(tmp_path / "t.txt"), "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "Perplexity" in out
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     ids = torch.tensor([[d.eos()] + [d.index(w) for w in line.split()] + [d.eos()]])
     logits = reference_logits(args, state, ids[:, :-1])
     logits[..., PAD] = float("-inf")  # as lmtie masks it
     nll = -torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).mean()
-    assert f"{math.exp(nll):.2f}" in out
+    assert metrics["tokens"] == 11 and math.isclose(metrics["ppl"], math.exp(nll), rel_tol=1e-5)
+
+
+def test_eval_lm_scores_a_data_bin_split_with_the_import(tmp_path, capsys):
+    from train_helpers import make_corpus
+
+    data = make_corpus(tmp_path, lines=20)
+    args = fairseq_args(tokens_per_sample=16, max_target_positions=16)
+    d = lmtie.Dictionary.load(data / "dict.txt")
+    torch.save({"args": args, "model": fairseq_state(args, len(d))}, tmp_path / "checkpoint_best.pt")
+    assert cli.main([str(tmp_path / "checkpoint_best.pt"), "--out", str(tmp_path / "lmtie"),
+                     "--dict", str(data / "dict.txt")]) == 0
+    assert eval_lm.main([str(data), "--path", str(tmp_path / "lmtie" / "checkpoint_best.safetensors"),
+                         "--gen-subset", "valid", "--device", "cpu"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert metrics["tokens"] > 0 and math.isfinite(metrics["ppl"])
