@@ -1,4 +1,5 @@
-"""``lmtie-import-fairseq``: fairseq ``transformer_lm`` checkpoints built in the test, imported exactly, pickles refused.
+"""``lmtie-import-fairseq``: fairseq ``transformer_lm`` checkpoints built in the test, imported exactly; pickled
+code refused.
 
 Each checkpoint is what fairseq's trainer writes, at tiny size: a dict with ``args`` (a Namespace) or
 ``cfg`` (plain dicts, fairseq >= 0.10) and ``model``, fairseq's state_dict key names and shapes,
@@ -62,7 +63,8 @@ def fairseq_state(args: argparse.Namespace, vocab: int, legacy_head: bool = Fals
         p = f"decoder.layers.{i}."
         for name in ("k_proj", "v_proj", "q_proj", "out_proj"):
             s[f"{p}self_attn.{name}.weight"], s[f"{p}self_attn.{name}.bias"] = r(d, d), r(d)
-        s[p + "fc1.weight"], s[p + "fc1.bias"], s[p + "fc2.weight"], s[p + "fc2.bias"] = r(ffn, d), r(ffn), r(d, ffn), r(d)
+        s[p + "fc1.weight"], s[p + "fc1.bias"] = r(ffn, d), r(ffn)
+        s[p + "fc2.weight"], s[p + "fc2.bias"] = r(d, ffn), r(d)
         for ln in ("self_attn_layer_norm", "final_layer_norm"):
             s[f"{p}{ln}.weight"], s[f"{p}{ln}.bias"] = 1 + r(d), r(d)
     if not args.no_decoder_final_norm:

@@ -36,12 +36,8 @@ _REQUIRED = {"decoder_normalize_before": True, "adaptive_input": False, "adaptiv
              "character_embeddings": False, "layernorm_embedding": False, "no_token_positional_embeddings": False,
              "tie_adaptive_weights": False, "cross_self_attention": False, "decoder_layers_to_keep": None,
              "scale_attn": False, "scale_fc": False, "scale_heads": False, "scale_resids": False}
-_BLOCK = {  # lmtie name in layers.{i} -> fairseq name in layers.{i}
-    "self_attn_layer_norm.weight": "self_attn_layer_norm.weight", "self_attn_layer_norm.bias": "self_attn_layer_norm.bias",
-    "self_attn.out_proj.weight": "self_attn.out_proj.weight", "self_attn.out_proj.bias": "self_attn.out_proj.bias",
-    "final_layer_norm.weight": "final_layer_norm.weight", "final_layer_norm.bias": "final_layer_norm.bias",
-    "ffn.fc1.weight": "fc1.weight", "ffn.fc1.bias": "fc1.bias", "ffn.fc2.weight": "fc2.weight", "ffn.fc2.bias": "fc2.bias",
-}
+_BLOCK = [f"{m}.{p}" for m in ("self_attn_layer_norm", "self_attn.out_proj", "final_layer_norm", "fc1", "fc2")
+          for p in ("weight", "bias")]  # fairseq's names in layers.{i}; lmtie's are the same, fc1/fc2 under ffn.
 _IGNORED = ("decoder.version", "decoder.embed_positions._float_tensor")  # a version number, a placeholder
 
 
@@ -116,8 +112,8 @@ def from_fairseq(args: dict[str, Any], fairseq_state: Tensors, padding_idx: int)
     out: Tensors = {}
     for i in range(fields.get("decoder_layers", 6)):
         src = f"decoder.layers.{i}."
-        for ours, theirs in _BLOCK.items():
-            out[f"decoder.layers.{i}.{ours}"] = _take(state, src + theirs)
+        for name in _BLOCK:
+            out[f"decoder.layers.{i}.{'ffn.' if name.startswith('fc') else ''}{name}"] = _take(state, src + name)
         for part in ("weight", "bias"):  # lmtie's fused projection: rows q, then k, then v
             out[f"decoder.layers.{i}.self_attn.qkv.{part}"] = torch.cat(
                 [_take(state, f"{src}self_attn.{p}_proj.{part}") for p in "qkv"])
