@@ -26,6 +26,10 @@ class EvalLMConfig:
     sample_break_mode: Optional[Literal["none", "complete", "complete_doc", "eos"]] = field(
         None, "where context resets: none (never), complete_doc (empty lines), eos (every line), complete "
               "(whole lines packed into samples); default: the training value")
+    window_alignment: Literal["fairseq", "document"] = field(
+        "fairseq", "fairseq: fairseq-eval-lm's windows (blocks of T - C from position 0, each after up to C tokens "
+                   "of context, across documents); document: context never crosses a document, whose first window "
+                   "scores T tokens")
     batch_size: Optional[int] = field(None, "windows per batch", min=1, aliases=("--max-sentences",))
     max_tokens: Optional[int] = field(8192, "padded tokens per batch", min=1)
     softmax_batch: int = field(4096, "positions sent through the output layer at once (bounds logits memory)", min=1)

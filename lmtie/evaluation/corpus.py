@@ -19,6 +19,7 @@ from lmtie.data.indexed_dataset import MMapIndexedDataset
 from lmtie.data.manifest import load_manifest
 from lmtie.data.tokenizers import Tokenizer, tokenizer_class
 from lmtie.errors import UserError
+from lmtie.evaluation.windows import unscored_lines
 
 _DECODE_CHUNK = 1 << 20  # tokens decoded at a time when a manifest lacks word counts
 
@@ -36,6 +37,39 @@ class EvalText:
     words: int | None
     bytes: int | None
     name: str
+
+    def scored_tokens(self, mode: str):
+        """The tokens that ``mode`` scores: all of them, or (``complete_doc``) a view without the document
+        separators (:func:`~lmtie.evaluation.windows.unscored_lines`), read as if they were not there."""
+        left_out = unscored_lines(self.line_sizes, mode)
+        return LinesLeftOut(self.tokens, self.line_sizes, left_out) if left_out.any() else self.tokens
+
+
+class LinesLeftOut:
+    """A token stream without some of its lines: ``view[a:b]`` (a numpy array) holds tokens ``a..b`` of
+    what remains, read from the stream (a tensor or a memory map); only the left-out lines' positions
+    are held."""
+
+    def __init__(self, tokens, line_sizes, left_out: np.ndarray):
+        sizes = np.asarray(line_sizes, dtype=np.int64)
+        gone = sizes[left_out]
+        dropped_before = np.cumsum(gone) - gone  # tokens left out before each left-out line
+        self._at = (np.cumsum(sizes) - sizes)[left_out] - dropped_before  # where each would sit in the view
+        self._shift = dropped_before + gone  # tokens left out up to and including it
+        self._tokens, self._len = tokens, len(tokens) - int(gone.sum())
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        a, b, step = index.indices(self._len)
+        if step != 1:
+            raise ValueError("LinesLeftOut supports contiguous slices only")
+        lo, hi = np.searchsorted(self._at, a, "right"), np.searchsorted(self._at, max(a, b), "left")
+        bounds = [a, *self._at[lo:hi].tolist(), max(a, b)]
+        shifts = [int(self._shift[lo - 1]) if lo else 0, *self._shift[lo:hi].tolist()]
+        parts = [np.asarray(self._tokens[s + sh:e + sh]) for s, e, sh in zip(bounds, bounds[1:], shifts) if e > s]
+        return np.concatenate(parts) if parts else np.asarray(self._tokens[0:0])
 
 
 def checkpoint_tokenizer(ckpt) -> Tokenizer:
