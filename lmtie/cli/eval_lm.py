@@ -46,7 +46,7 @@ def _load_text(data: str | None, cfg: EvalLMConfig, ckpt) -> EvalText:
     if cfg.input is not None:
         return read_input_file(cfg.input, checkpoint_tokenizer(ckpt))
     tokenizer = checkpoint_tokenizer(ckpt) if (ckpt.tokenizer or {}).get("name") else None
-    return read_split(data, cfg.gen_subset, ckpt, tokenizer)
+    return read_split(data, cfg.gen_subset, ckpt, tokenizer, cfg.bytes_from)
 
 
 class WordProbWriter:

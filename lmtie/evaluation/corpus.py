@@ -155,9 +155,12 @@ def _check_same_tokenizer(data_bin: Path, manifest: dict, ckpt) -> None:
                         "evaluate on data preprocessed with the checkpoint's tokenizer")
 
 
-def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | None) -> EvalText:
-    """``DATA_BIN --gen-subset SPLIT``; word and byte counts come from the manifest or, failing
-    that, from decoding the split with the tokeniser."""
+def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | None,
+               bytes_from: str | Path | None = None) -> EvalText:
+    """``DATA_BIN --gen-subset SPLIT``; word and byte counts come from ``bytes_from`` (the split's raw
+    text), or the manifest, or (words only) from decoding the split with the tokeniser. Bytes are never
+    guessed from decoded text: ``<unk>`` decodes to its literal and whitespace comes back collapsed, so
+    a plain fairseq data-bin without ``bytes_from`` gets no bits per byte."""
     d = Path(data_bin)
     manifest = load_manifest(d)
     check_same_dictionary(d, ckpt)
@@ -166,11 +169,9 @@ def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | No
     ds.check_ids(len(ckpt.dictionary), d / "dict.txt")
     if ds.num_tokens() == 0:
         raise UserError(f"{d / split}.bin: split {split!r} is empty; pick another --gen-subset")
-    words, nbytes = _manifest_counts(d, manifest, split)
-    if (words is None or nbytes is None) and tokenizer is not None:
-        counted_words, counted_bytes = _count_decoded(ds, tokenizer)
-        words = counted_words if words is None else words
-        nbytes = counted_bytes if nbytes is None else nbytes
+    words, nbytes = _manifest_counts(d, manifest, split) if bytes_from is None else _raw_counts(bytes_from, ds)
+    if words is None and tokenizer is not None:
+        words = _count_decoded_words(ds, tokenizer)
     return EvalText(ds.tokens, ds.sizes, words, nbytes, f"{d}:{split}")  # both memory-mapped: nothing is copied
 
 
@@ -190,15 +191,32 @@ def _manifest_counts(d: Path, manifest: dict, split: str) -> tuple[int | None, i
     return counts
 
 
-def _count_decoded(ds: MMapIndexedDataset, tokenizer: Tokenizer) -> tuple[int, int]:
-    """Whitespace words and UTF-8 bytes of the decoded split, chunk by chunk at line ends."""
+def _raw_counts(path: str | Path, ds: MMapIndexedDataset) -> tuple[int, int]:
+    """``--bytes-from FILE``: whitespace words and bytes of the split's raw text, the bytes counted as
+    lmtie-preprocess counts them for its manifest (the file's bytes, plus a newline the last line lacks).
+    The file must have the split's number of lines."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--bytes-from {p}: file not found; pass the raw text file the split was made from")
+    words = lines = nbytes = 0
+    with open(p, "rb") as f:
+        for raw in f:  # lines up to b"\n", as preprocessing reads them
+            lines, nbytes = lines + 1, nbytes + len(raw) + (not raw.endswith(b"\n"))
+            words += len(raw.decode("utf-8", "replace").split())
+    if lines != len(ds.sizes):
+        raise UserError(f"--bytes-from {p}: has {lines} lines but the split has {len(ds.sizes)}; pass the raw "
+                        "text file this split was preprocessed from")
+    return words, nbytes
+
+
+def _count_decoded_words(ds: MMapIndexedDataset, tokenizer: Tokenizer) -> int:
+    """Whitespace words of the decoded split, chunk by chunk at line ends."""
     ends = np.cumsum(ds.sizes, dtype=np.int64)
-    words = nbytes = start = 0
+    words = start = 0
     while start < ds.num_tokens():
         cut = int(np.searchsorted(ends, start + _DECODE_CHUNK, side="right"))
         stop = int(ends[cut - 1]) if cut > 0 and ends[cut - 1] > start else int(ends[min(cut, len(ends) - 1)])
         text = tokenizer.decode(ds.token_range(start, stop))
         words += len(text.split())
-        nbytes += len(text.encode("utf-8"))
         start = stop
-    return words, nbytes
+    return words
