@@ -43,3 +43,14 @@ def test_preprocess_of_cr_and_crlf_text_equals_that_of_lf_text(tmp_path, workers
         preprocess(PreprocessConfig(trainpref=str(tmp_path / f"{name}.txt"), destdir=str(dest), workers=workers))
         outs[name] = [(dest / f).read_bytes() for f in ("dict.txt", "train.bin", "train.idx")]
     assert outs["cr"] == outs["lf"] == outs["crlf"]
+
+
+@pytest.mark.parametrize("name", ["space", "char", "bytes"])
+def test_tokenizer_encode_ends_lines_where_preprocessing_does(tmp_path, name):
+    from lmtie.data.manifest import load_tokenizer
+
+    (tmp_path / "t.txt").write_text("ab c\nd e\n", encoding="utf-8")
+    tok = load_tokenizer(preprocess(PreprocessConfig(trainpref=str(tmp_path / "t.txt"), destdir=str(tmp_path / "b"),
+                                                     tokenizer=name)))
+    assert tok.encode("ab c\rd e\r\nc\n") == tok.encode("ab c\nd e\nc\n")
+    assert tok.encode("ab\r").count(2) == 1  # a final line end starts no new line

@@ -13,7 +13,7 @@ from lmtie.data.tokenizers import (TOKENIZERS, ByteTokenizer, CharTokenizer, Spa
                                    bytes_dictionary, char_symbol, register_tokenizer, spm_dictionary)
 from lmtie.evaluation.corpus import checkpoint_tokenizer
 
-TRICKY = "  two  spaces\tand a tab \r\nÜnïcödé 你好 ☃\n\nlast line  \n"
+TRICKY = "  two  spaces\tand a tab \x0c\nÜnïcödé 你好 ☃\n\nlast line  \n"  # \r or \r\n would end a line
 
 
 def corpus(n_lines=400, seed=0):

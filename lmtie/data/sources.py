@@ -22,7 +22,7 @@ from lmtie.errors import UserError
 
 _OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 _BATCH_BYTES = 1 << 20  # text is decoded and tokenised about a megabyte at a time
-_LINE_END = re.compile(r"\r\n|\r|\n")
+LINE_END = re.compile(r"\r\n|\r|\n")  # where a line ends: fairseq's universal newlines
 HF_SPLIT_NAMES = {"train": ("train",), "valid": ("validation", "valid", "dev"), "test": ("test",)}
 
 
@@ -151,7 +151,7 @@ def _decode(block: bytes, pos: int, path: Path, errors: str, flag: str, open_end
         text = str(view, "utf-8", "replace")
         replaced = text.count("\ufffd") - block.count(b"\xef\xbf\xbd")
     del view
-    lines = _LINE_END.split(text) if "\r" in text else text.split("\n")  # one line: the string itself, not a copy
+    lines = LINE_END.split(text) if "\r" in text else text.split("\n")  # one line: the string itself, not a copy
     del text
     return LineBatch(lines, len(block) + (0 if newline or open_end else 1), replaced, open_end)
 
