@@ -54,3 +54,22 @@ def test_tokenizer_encode_ends_lines_where_preprocessing_does(tmp_path, name):
                                                      tokenizer=name)))
     assert tok.encode("ab c\rd e\r\nc\n") == tok.encode("ab c\nd e\nc\n")
     assert tok.encode("ab\r").count(2) == 1  # a final line end starts no new line
+
+
+def test_eval_input_of_crlf_text_counts_what_preprocessing_counts(tmp_path, capsys):
+    import json
+
+    from lmtie.cli import eval_lm
+    from eval_helpers import checkpoint_for, corpus_text, make_data_bin
+
+    text = corpus_text(12, seed=1)
+    crlf = text.replace("\n", "\r\n")
+    data_bin = make_data_bin(tmp_path, crlf)  # the test split is the \r\n text
+    ckpt = checkpoint_for(data_bin, tmp_path / "ck.safetensors")
+    (tmp_path / "in.txt").write_bytes(crlf.encode())
+    metrics = []
+    for args in ([str(data_bin)], ["--input", str(tmp_path / "in.txt")]):
+        assert eval_lm.main([*args, "--path", str(ckpt)]) == 0
+        metrics.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert metrics[0]["bytes"] == metrics[1]["bytes"] == len(crlf.encode())
+    assert metrics[0]["tokens"] == metrics[1]["tokens"] and metrics[0]["ppl"] == pytest.approx(metrics[1]["ppl"])

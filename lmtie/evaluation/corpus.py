@@ -17,6 +17,7 @@ import torch
 from lmtie.data.dictionary import Dictionary
 from lmtie.data.indexed_dataset import MMapIndexedDataset
 from lmtie.data.manifest import load_manifest
+from lmtie.data.sources import LINE_END
 from lmtie.data.tokenizers import Tokenizer, tokenizer_class
 from lmtie.errors import UserError
 from lmtie.evaluation.windows import unscored_lines
@@ -107,16 +108,17 @@ def warn_unknown(tokenizer: Tokenizer, ids, what: str) -> int:
 
 
 def text_to_eval(text: str, tokenizer: Tokenizer, name: str) -> EvalText:
-    """Encode raw text; words are its whitespace-separated words, bytes its UTF-8 lines plus one
-    newline each (the same count preprocessing writes to the manifest)."""
-    lines = text.split("\n")
+    """Encode raw text, its lines ending as preprocessing ends them; words are its whitespace-separated
+    words, bytes its UTF-8 bytes plus the newline a last line lacks (the count preprocessing writes to the
+    manifest)."""
+    lines = LINE_END.split(text)
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
         raise UserError(f"{name}: the text is empty; give at least one line to score")
     flat, sizes = tokenizer.encode_lines(lines)
     warn_unknown(tokenizer, flat, name)
-    nbytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
+    nbytes = len(text.encode("utf-8")) + (not text.endswith(("\n", "\r")))
     return EvalText(torch.as_tensor(flat, dtype=torch.long), np.asarray(sizes), len(text.split()), nbytes, name)
 
 
@@ -126,7 +128,7 @@ def read_input_file(path: str | Path, tokenizer: Tokenizer) -> EvalText:
     if not p.is_file():
         raise UserError(f"--input {p}: file not found; pass a UTF-8 text file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_bytes().decode("utf-8")  # no newline translation: lines and bytes as preprocessing reads them
     except UnicodeDecodeError as e:
         raise UserError(f"--input {p}: not UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8 first")
     if not text.strip():
