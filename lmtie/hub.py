@@ -31,14 +31,16 @@ class LanguageModel:
 
     def score(self, text: str, context_window: int = 0, tokens_per_sample: int | None = None,
               sample_break_mode: str | None = None, batch_size: int | None = None,
-              max_tokens: int | None = 8192) -> dict:
+              max_tokens: int | None = 8192, window_alignment: str = "fairseq") -> dict:
         """The metrics of ``lmtie-eval-lm`` (``tokens`` is their count) plus ``token_ids`` and
-        ``positional_scores``, the natural-log probability of each token, as fairseq's hub names them."""
+        ``positional_scores``, the natural-log probability of each token, as fairseq's hub names them
+        (the scored tokens: with ``complete_doc``, not the empty lines between documents)."""
         T, mode = window_settings(self.model, self.checkpoint, tokens_per_sample, sample_break_mode)
         data = text_to_eval(text, self.tokenizer, "text")
         logprobs, metrics = evaluate(self.model, data, self.dictionary.eos(), self.dictionary.pad(), T,
-                                     context_window, mode, batch_size, max_tokens)
-        return {**metrics, "token_ids": data.tokens, "positional_scores": logprobs}
+                                     context_window, mode, batch_size, max_tokens, window_alignment=window_alignment)
+        token_ids = torch.as_tensor(data.scored_tokens(mode)[0:], dtype=torch.long)
+        return {**metrics, "token_ids": token_ids, "positional_scores": logprobs}
 
     def generate(self, prompt: str = "", max_new_tokens: int = 64, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, greedy: bool = False, seed: int | None = None, num_samples: int = 1,

@@ -28,7 +28,7 @@ def parity(data: str, path: str, out: str, split: str, max_windows: int, new_tok
     from lmtie.evaluation.evaluate import window_settings
     from lmtie.evaluation.generation import generate
     from lmtie.evaluation.scoring import _batch_tensors
-    from lmtie.evaluation.windows import document_spans, make_windows
+    from lmtie.evaluation.windows import text_windows
     from lmtie.interop import export_hf
 
     start = time.perf_counter()
@@ -40,14 +40,15 @@ def parity(data: str, path: str, out: str, split: str, max_windows: int, new_tok
     d = ckpt.dictionary
     text = read_split(data, split, ckpt, None)
     T, mode = window_settings(model, ckpt, None, None)
-    windows = make_windows(document_spans(text.line_sizes, mode, T), T, 0)
+    windows = list(text_windows(text.line_sizes, mode, T, 0))
+    tokens = text.scored_tokens(mode)
     windows = windows[:max_windows] if max_windows else windows
     keep = torch.arange(len(d)) != d.pad()
     max_diff, nll = 0.0, {"lmtie": 0.0, "hf_masked": 0.0, "hf_raw": 0.0}
     n = 0
     with torch.inference_mode():
         for i in range(0, len(windows), 16):
-            inputs, targets, scored = _batch_tensors(text.tokens, windows[i:i + 16], d.eos(), d.pad())
+            inputs, targets, scored = _batch_tensors(tokens, windows[i:i + 16], d.eos(), d.pad())
             ours, theirs = model(inputs), hf(inputs).logits
             max_diff = max(max_diff, (ours[scored][:, keep] - theirs[scored][:, keep]).abs().max().item())
             masked = theirs.index_fill(-1, torch.tensor([d.pad()]), float("-inf"))

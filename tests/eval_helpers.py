@@ -90,3 +90,50 @@ def train_on_cycle(model, cycle: torch.Tensor, steps: int = 80, length: int = 16
         opt.step()
     model.eval()
     return cycle
+
+
+def fairseq_rule_logprobs(model, stream: torch.Tensor, sizes, mode: str, T: int, C: int, eos: int) -> torch.Tensor:
+    """fairseq-eval-lm's procedure, simulated step by step from its rule rather than from lmtie's windows:
+    the blocks of its TokenBlockDataset with block size T - C (positions of the whole stream; complete_doc
+    drops its separator lines), each block's input its target shifted right behind </s>, and before it the
+    inputs LMContextWindowDataset keeps: the last C tokens of the previous input row, trimmed from the front
+    so the row holds at most T. A block longer than T is first cut into blocks of T - C (lmtie's one change).
+    Each target is scored alone, with its row up to itself. Returns the scored targets' log-probs in order."""
+    S, n, x = T - C, len(stream), stream.tolist()
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    if mode == "none":
+        blocks = [(s, min(s + S, n)) for s in range(0, n, S)]
+    elif mode == "eos":
+        blocks = [(a, a + k) for a, k in zip(starts, sizes)]
+    else:
+        blocks, tok, cur = [], 0, 0
+        for k in sizes:
+            if mode == "complete_doc" and k == 1:  # a separator: ends the block, is itself skipped
+                if cur > 1:
+                    blocks.append((tok, tok + cur))
+                tok, cur = tok + cur + 1, 0
+            elif cur == 0 or cur + k <= S:
+                cur += k
+            else:
+                blocks.append((tok, tok + cur))
+                tok, cur = tok + cur, k
+        if cur > (1 if mode == "complete_doc" else 0):
+            blocks.append((tok, tok + cur))
+    pieces = []
+    for s, e in blocks:
+        step = S if e - s > T else e - s
+        pieces += [(a, min(a + step, e)) for a in range(s, e, step)]
+    y = [eos] + x
+    prev, out = [], []
+    with torch.no_grad():
+        for s, e in pieces:
+            source = y[s:e]
+            extra = len(prev) + len(source) - T
+            if extra > 0:
+                prev = prev[extra:]
+            row = prev + source
+            for j in range(len(source)):
+                logits = model(torch.tensor(row[:len(prev) + j + 1]).view(1, -1))[0, -1]
+                out.append(float(torch.log_softmax(logits.double(), -1)[x[s + j]]))
+            prev = row[-C:] if C else []
+    return torch.tensor(out, dtype=torch.float64)

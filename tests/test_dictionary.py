@@ -18,7 +18,7 @@ def test_fairseq_written_dict_loads_and_encodes_identically(tmp_path):
     (tmp_path / "dict.txt").write_text("the 10\n, 7\nof 7\nmadeupword0000 0\n")
     d = Dictionary.load(tmp_path / "dict.txt")
     assert len(d) == 8 and d.index("the") == 4 and d.index(",") == 5 and d.index("of") == 6
-    ids = d.encode_line("the  of\tzebra ,")
+    ids = d.encode_line("the  of\tzebra ,", add_if_not_exist=False)
     assert ids.tolist() == [4, 6, 3, 5, 2]  # whitespace runs collapse, unknown -> 3, </s> appended
     assert d.encode_line("").tolist() == [2]
     assert d.string(ids) == "the of <unk> ,"
@@ -54,7 +54,7 @@ def test_save_load_round_trip(tmp_path):
 @pytest.mark.parametrize("content,lineno,what", [
     ("a 1\nnocount\n", 2, "malformed"),
     ("a 1\nb x\n", 2, "not an integer"),
-    ("a 1\nb 2\na 3\n", 3, "duplicate"),
+    ("a 1\nb 2\na 3\n", 3, "Duplicate"),
 ])
 def test_malformed_line_error_names_file_and_line(tmp_path, content, lineno, what):
     path = tmp_path / "dict.txt"

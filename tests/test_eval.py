@@ -32,6 +32,7 @@ def _stream(seed=0, lines=7):
 def test_scores_match_brute_force_with_the_allowed_prefix(mode, T, C):
     model = tiny_model(V, dtype=torch.float64)
     stream, sizes = _stream()
+    stream = torch.as_tensor(EvalText(stream, np.array(sizes), None, None, "t").scored_tokens(mode)[0:])
     spans = document_spans(sizes, mode, T)
     got = score_stream(model, stream, make_windows(spans, T, C), EOS, PAD, batch_size=3)
     want = brute_force_logprobs(model, stream, spans, T, C, EOS)

@@ -17,14 +17,14 @@ from lmtie.evaluation.corpus import EvalText, read_split
 from lmtie.evaluation.evaluate import evaluate
 from lmtie.evaluation.metrics import LN2, ExactSum, compute_metrics
 from lmtie.evaluation.scoring import score_stream
-from lmtie.evaluation.windows import document_spans, make_windows
+from lmtie.evaluation.windows import text_windows
 from eval_helpers import checkpoint_for, corpus_text, make_data_bin, tiny_model
 
 
 def _in_memory(model, text: EvalText, T: int, C: int, mode: str, **kw):
     """The split loaded whole, every score kept, then summed: what lmtie-eval-lm did before it streamed."""
-    tokens = torch.from_numpy(np.array(text.tokens, dtype=np.int64))
-    windows = make_windows(document_spans(np.asarray(text.line_sizes, dtype=np.int64), mode, T), T, C)
+    tokens = torch.from_numpy(np.array(text.scored_tokens(mode)[0:], dtype=np.int64))
+    windows = list(text_windows(np.asarray(text.line_sizes, dtype=np.int64), mode, T, C))
     lp = score_stream(model, tokens, windows, 2, 1, **kw)
     return lp, compute_metrics(lp, text.words, text.bytes, T, C)
 
@@ -40,7 +40,8 @@ def test_streamed_metrics_equal_in_memory_ones_on_a_multi_batch_split(tmp_path, 
     for keep in (False, True):
         lp, got = evaluate(model, text, 2, 1, T, C, mode, batch_size=3, keep_scores=keep)
         assert {k: got[k] for k in want} == want  # exactly: the same float64 sums
-        assert got["tokens"] == len(text.tokens) > 20 * 3 * T // 2  # many batches
+        assert got["tokens"] == len(tokens := text.scored_tokens(mode)) > 20 * 3 * T // 2  # many batches
+        assert (len(tokens) < len(text.tokens)) is (mode == "complete_doc")  # its empty lines are not scored
         assert (lp is None) if not keep else torch.equal(lp, want_lp)
     # the sum is correctly rounded, so it is the one math.fsum gives and close to a plain float sum
     assert want["total_nll_nats"] == -math.fsum(want_lp.tolist())

@@ -16,7 +16,7 @@ from lmtie.data.manifest import load_manifest
 from lmtie.data.sources import read_line_batches
 from lmtie.data.tokenizers.base import _join_with_eos
 
-WORDS = ["the", "cat", "Straße", "日本語", "é", "\u00a0", "a\u2003b", "\ufffd", "x\ty", "\r", "  ", "naïve"]
+WORDS = ["the", "cat", "Straße", "日本語", "é", "\u00a0", "a\u2003b", "\ufffd", "x\ty", "\x0c", "  ", "naïve"]  # \r would end a line
 BAD = [b"\xff", b"\xc3", b"\xe6\x97", b"\xf0\x9f\x98", b"\xed\xa0\x80", b"\xc0\xaf"]
 
 

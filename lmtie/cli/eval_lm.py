@@ -26,6 +26,7 @@ from lmtie.evaluation.corpus import EvalText, checkpoint_tokenizer, read_input_f
 from lmtie.evaluation.evaluate import default_device, evaluate, window_settings
 from lmtie.evaluation.metrics import LN2, format_metrics
 from lmtie.evaluation.scoring import token_slice
+from lmtie.evaluation.windows import scored_line
 from lmtie.io import atomic_path, atomic_write_text
 from lmtie.checkpoint import load_model
 
@@ -45,16 +46,19 @@ def _load_text(data: str | None, cfg: EvalLMConfig, ckpt) -> EvalText:
     if cfg.input is not None:
         return read_input_file(cfg.input, checkpoint_tokenizer(ckpt))
     tokenizer = checkpoint_tokenizer(ckpt) if (ckpt.tokenizer or {}).get("name") else None
-    return read_split(data, cfg.gen_subset, ckpt, tokenizer)
+    return read_split(data, cfg.gen_subset, ckpt, tokenizer, cfg.bytes_from)
 
 
 class WordProbWriter:
     """``--output-word-probs`` as the scores come, as fairseq prints them: one line per text line,
     each token with its log2 probability, printed and, given a path, written to that file
-    (atomically, when :meth:`finish` is reached). Only the current line is held."""
+    (atomically, when :meth:`finish` is reached). Only the current line is held; a line that is
+    not scored (``complete_doc``'s empty lines) is printed empty."""
 
-    def __init__(self, text: EvalText, dictionary, stack: contextlib.ExitStack, path: Path | None = None):
-        self.tokens, self.dictionary, self.stack, self.path = text.tokens, dictionary, stack, path
+    def __init__(self, text: EvalText, dictionary, stack: contextlib.ExitStack, path: Path | None = None,
+                 mode: str = "none"):
+        self.tokens, self.dictionary, self.stack, self.path = text.scored_tokens(mode), dictionary, stack, path
+        self.mode = mode
         self.sizes = (int(s) for s in text.line_sizes)
         self.line, self.pairs, self.file = -1, [], None
         self.left = 0
@@ -75,11 +79,11 @@ class WordProbWriter:
                 self._next_line()
 
     def _next_line(self) -> None:
-        """Move to the next line with tokens, emitting empty ones (a data-bin may hold size-0 lines)."""
+        """Move to the next scored line with tokens, emitting empty ones (a data-bin may hold size-0 lines)."""
         while True:
             self.line += 1
             self.left = next(self.sizes, None)
-            if self.left != 0:
+            if self.left is None or (self.left != 0 and scored_line(self.left, self.mode)):
                 return
             self._emit()
 
@@ -120,12 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         writer = None
         if cfg.output_word_probs:
             path = Path(cfg.results_path) / f"{name}.word_probs.txt" if cfg.results_path else None
-            writer = WordProbWriter(text, ckpt.dictionary, stack, path)
+            writer = WordProbWriter(text, ckpt.dictionary, stack, path, mode)
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             _, metrics = evaluate(model, text, ckpt.dictionary.eos(), ckpt.dictionary.pad(), T, cfg.context_window,
                                   mode, cfg.batch_size, cfg.max_tokens, cfg.softmax_batch, keep_scores=False,
-                                  on_scores=writer)
+                                  on_scores=writer, window_alignment=cfg.window_alignment)
         seconds = time.perf_counter() - start
         if writer is not None:
             writer.finish()

@@ -12,7 +12,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import IO, TYPE_CHECKING, Iterable
 
 from lmtie.errors import UserError
 from lmtie.io import atomic_write_text
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 _SPACE = re.compile(r"\s+")
 _OVERWRITE = "#fairseq:overwrite"
+
+
+class DuplicateSymbolError(UserError, RuntimeError):
+    """A dict.txt symbol seen twice without ``#fairseq:overwrite``: a UserError for lmtie's commands, and
+    the RuntimeError code written for fairseq catches."""
 
 
 def tokenize_line(line: str) -> list[str]:
@@ -54,7 +59,15 @@ class Dictionary:
         return isinstance(other, Dictionary) and self.symbols == other.symbols
 
     def __getitem__(self, idx: int) -> str:
-        return self.symbols[idx] if 0 <= idx < len(self.symbols) else self.unk_word
+        """The symbol of ``idx`` (negative: counted from the end, as a list), ``<unk>`` past the end (as fairseq)."""
+        return self.symbols[idx] if idx < len(self.symbols) else self.unk_word
+
+    def get_count(self, idx: int) -> int:
+        return self.count[idx]
+
+    def unk_string(self, escape: bool = False) -> str:
+        """``<unk>``, or escaped as ``<<unk>>``."""
+        return f"<{self.unk_word}>" if escape else self.unk_word
 
     def __contains__(self, sym: str) -> bool:
         return sym in self.indices
@@ -86,6 +99,19 @@ class Dictionary:
         self.count.append(n)
         return idx
 
+    def update(self, new_dict: "Dictionary") -> None:
+        """Add ``new_dict``'s counts: its symbols not here are appended, in its order."""
+        for word, n in zip(new_dict.symbols, new_dict.count):
+            self.add_symbol(word, n)
+
+    def dummy_sentence(self, length: int) -> "torch.Tensor":
+        """``length`` random ids of ordinary symbols, the last ``</s>`` (fairseq's test helper)."""
+        import torch
+
+        t = torch.empty(length).uniform_(self.nspecial + 1, len(self)).long()
+        t[-1] = self.eos()
+        return t
+
     # --- building ----------------------------------------------------------------------
     def finalize(self, threshold: int = -1, nwords: int = -1, padding_factor: int = 8) -> None:
         """Sort by count (descending, ties by symbol), drop rare symbols, pad the length.
@@ -115,46 +141,55 @@ class Dictionary:
                 i += 1
 
     # --- encoding ------------------------------------------------------------------------
-    def encode_line(self, line: str, add_if_not_exist: bool = False, append_eos: bool = True,
-                    reverse_order: bool = False) -> "torch.IntTensor":
-        """Whitespace-split ``line`` into ids, with ``</s>`` appended (an empty line is ``[2]``)."""
+    def encode_line(self, line: str, line_tokenizer=tokenize_line, add_if_not_exist: bool = True,
+                    consumer=None, append_eos: bool = True, reverse_order: bool = False) -> "torch.IntTensor":
+        """Split ``line`` into ids, with ``</s>`` appended (an empty line is ``[2]``); as in fairseq, unknown
+        words are added (pass ``add_if_not_exist=False`` to map them to ``<unk>``) and ``consumer(word, id)``
+        sees each word."""
         import torch  # lazily: preprocessing workers need no torch
 
-        words = tokenize_line(line)
+        words = line_tokenizer(line)
         if reverse_order:
             words = list(reversed(words))
         ids = [self.add_symbol(w) if add_if_not_exist else self.index(w) for w in words]
+        if consumer is not None:
+            for w, i in zip(words, ids):
+                consumer(w, i)
         if append_eos:
             ids.append(self.eos_index)
         return torch.tensor(ids, dtype=torch.int32)
 
     def string(self, tensor, bpe_symbol: str | None = None, escape_unk: bool = False,
-               include_eos: bool = False) -> str:
-        """Ids back to a space-joined string, dropping ``<s>``, ``<pad>`` and (by default) ``</s>``."""
+               extra_symbols_to_ignore=None, unk_string: str | None = None, include_eos: bool = False,
+               separator: str = " ") -> str:
+        """Ids back to a string, as fairseq: ``<s>`` and (by default) ``</s>`` dropped (``<pad>`` kept),
+        then ``bpe_symbol`` post-processing (:func:`post_process`). A 2-D tensor gives one line per row."""
         if hasattr(tensor, "tolist") and getattr(tensor, "ndim", 1) == 2:
-            return "\n".join(self.string(t, bpe_symbol, escape_unk, include_eos) for t in tensor)
-        drop = {self.bos_index, self.pad_index}
+            return "\n".join(self.string(t, bpe_symbol, escape_unk, extra_symbols_to_ignore, unk_string,
+                                          include_eos, separator) for t in tensor)
+        drop = set(extra_symbols_to_ignore or ()) | {self.bos_index}
         if not include_eos:
             drop.add(self.eos_index)
-        words = []
-        for i in (tensor.tolist() if hasattr(tensor, "tolist") else tensor):
-            if i in drop:
-                continue
-            words.append("<<unk>>" if (escape_unk and i == self.unk_index) else self[i])
-        text = " ".join(words)
-        if bpe_symbol is not None:
-            text = (text + " ").replace(bpe_symbol, "").rstrip()
-        return text
+        unk = unk_string if unk_string is not None else self.unk_string(escape_unk)
+        ids = tensor.tolist() if hasattr(tensor, "tolist") else [int(i) for i in tensor]
+        return post_process(separator.join(unk if i == self.unk_index else self[i] for i in ids if i not in drop),
+                            bpe_symbol)
 
     # --- files ----------------------------------------------------------------------------
     @classmethod
-    def load(cls, f: str | os.PathLike) -> "Dictionary":
+    def load(cls, f: "str | os.PathLike | IO[str]") -> "Dictionary":
         d = cls()
         d.add_from_file(f)
         return d
 
-    def add_from_file(self, f: str | os.PathLike) -> None:
-        """Read ``symbol count [#fairseq:overwrite]`` lines; errors name the file and line."""
+    def add_from_file(self, f: "str | os.PathLike | IO[str]") -> None:
+        """Read ``symbol count [#fairseq:overwrite]`` lines from a path or an open text file; errors name the
+        file and line."""
+        if hasattr(f, "readlines"):
+            name = Path(str(getattr(f, "name", "<dictionary file>")))
+            for lineno, line in enumerate(f.read().splitlines(), start=1):
+                self._add_file_line(name, lineno, line)
+            return
         path = Path(f)
         if not path.exists():
             raise UserError(f"{path}: dictionary file not found; pass the dict.txt written by preprocessing")
@@ -186,8 +221,8 @@ class Dictionary:
         except ValueError:
             raise UserError(f"{where}: count {field!r} is not an integer; expected '<symbol> <count>'")
         if word in self and not overwrite:
-            raise UserError(f"{where}: duplicate symbol {word!r}; add ' {_OVERWRITE}' to replace "
-                            "the earlier entry on purpose")
+            raise DuplicateSymbolError(f"{where}: Duplicate symbol {word!r}; add ' {_OVERWRITE}' to replace "
+                                       "the earlier entry on purpose")
         self.add_symbol(word, n=count, overwrite=overwrite)
 
     def save(self, f: str | os.PathLike) -> None:
@@ -196,6 +231,19 @@ class Dictionary:
 
     def to_text(self) -> str:
         return "".join(f"{s} {c}\n" for s, c in zip(self.symbols[self.nspecial:], self.count[self.nspecial:]))
+
+    @staticmethod
+    def add_file_to_dictionary(filename: str | os.PathLike, dict: "Dictionary", tokenize=tokenize_line,
+                               num_workers: int = 1) -> None:
+        """Count ``tokenize``'s words of every line of ``filename`` and one ``</s>`` per line into ``dict``
+        (new symbols in alphabetical order), as fairseq's; one process reads the file, whatever ``num_workers``."""
+        counts: Counter[str] = Counter()
+        with open(filename, encoding="utf-8") as f:
+            for line in f:
+                counts.update(tokenize(line))
+                counts[dict.eos_word] += 1
+        for w, c in sorted(counts.items()):
+            dict.add_symbol(w, c)
 
     @classmethod
     def build(cls, lines: Iterable[str], threshold: int = -1, nwords: int = -1,
@@ -209,3 +257,15 @@ class Dictionary:
             d.add_symbol(w, n=c)
         d.finalize(threshold, nwords, padding_factor)
         return d
+
+
+def post_process(text: str, symbol: str | None) -> str:
+    """fairseq's ``--post-process`` of decoded symbols: ``sentencepiece`` (``▁`` starts a word),
+    ``wordpiece`` (``_``), ``letter`` (``|``), ``_EOW``, ``subword_nmt`` (``@@ ``); ``none`` or None leave the
+    text; any other string is removed where it ends a symbol."""
+    joined = {"sentencepiece": "\u2581", "wordpiece": "_", "letter": "|", "_EOW": "_EOW"}
+    if symbol in joined:
+        return text.replace(" ", "").replace(joined[symbol], " ").strip()
+    if symbol is None or symbol == "none":
+        return text
+    return (text + " ").replace("@@ " if symbol == "subword_nmt" else symbol, "").rstrip()

@@ -2,7 +2,8 @@
 
 Everything is streamed: a file is read line by line inside a byte range (fairseq's
 "offsets"), so any number of workers can share one file and memory does not grow with it.
-A line is the bytes up to ``\\n``; its ``</s>`` stands for that newline when counting bytes.
+A line ends at ``\\n``, ``\\r\\n`` or a lone ``\\r``, as in fairseq, which reads text files with Python's
+universal newlines; its ``</s>`` stands for those bytes when counting them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lmtie.errors import UserError
 
 _OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 _BATCH_BYTES = 1 << 20  # text is decoded and tokenised about a megabyte at a time
+LINE_END = re.compile(r"\r\n|\r|\n")  # where a line ends: fairseq's universal newlines
 HF_SPLIT_NAMES = {"train": ("train",), "valid": ("validation", "valid", "dev"), "test": ("test",)}
 
 
@@ -103,8 +105,8 @@ def read_line_batches(path: Path, start: int, end: int, errors: str, flag: str,
             f.seek(pos)
             block = f.read(min(_BATCH_BYTES, end - pos))
             open_end = False
-            if pos + len(block) < end:  # cut after the last newline
-                nl = block.rfind(b"\n") + 1
+            if pos + len(block) < end:  # cut after the last line end (a final \r may be half of \r\n)
+                nl = max(block.rfind(b"\n"), block.rfind(b"\r", 0, len(block) - 1)) + 1
                 if nl:
                     block = block[:nl]
                 elif last is not None and (m := last.match(block, 1)) is not None:
@@ -119,14 +121,16 @@ def read_line_batches(path: Path, start: int, end: int, errors: str, flag: str,
 
 
 def _read_line(f: BinaryIO, pos: int, scanned: int) -> bytes:
-    """The line starting at ``pos`` (``scanned`` bytes of it already seen to hold no newline), with its
-    newline, in one read: finding the end first means no second copy of a long line."""
-    f.seek(pos + scanned)
-    length = scanned
+    """The line starting at ``pos`` (``scanned`` bytes of it already seen to hold no line end but maybe a
+    last ``\\r``), with its line end, in one read: finding the end first means no second copy of a long line."""
+    f.seek(pos + scanned - 1)
+    length = scanned - 1
     while chunk := f.read(_BATCH_BYTES):
-        nl = chunk.find(b"\n")
-        if nl >= 0:
-            length += nl + 1
+        m = re.search(rb"[\r\n]", chunk)
+        if m is not None:
+            length += m.start() + 1
+            if chunk[m.start():m.start() + 1] == b"\r" and (chunk[m.start() + 1:m.start() + 2] or f.read(1)) == b"\n":
+                length += 1
             break
         length += len(chunk)
     f.seek(pos)
@@ -134,8 +138,9 @@ def _read_line(f: BinaryIO, pos: int, scanned: int) -> bytes:
 
 
 def _decode(block: bytes, pos: int, path: Path, errors: str, flag: str, open_end: bool = False) -> LineBatch:
-    newline = block.endswith(b"\n")
-    view = memoryview(block)[:-1] if newline else memoryview(block)  # the text, without copying the bytes
+    ending = 2 if block.endswith(b"\r\n") else 1 if block.endswith((b"\n", b"\r")) else 0
+    newline = ending > 0
+    view = memoryview(block)[:len(block) - ending]  # the text, without copying the bytes
     if errors == "strict":
         try:
             text, replaced = str(view, "utf-8"), 0
@@ -146,7 +151,7 @@ def _decode(block: bytes, pos: int, path: Path, errors: str, flag: str, open_end
         text = str(view, "utf-8", "replace")
         replaced = text.count("\ufffd") - block.count(b"\xef\xbf\xbd")
     del view
-    lines = text.split("\n")  # a single line is the string itself, not a copy
+    lines = LINE_END.split(text) if "\r" in text else text.split("\n")  # one line: the string itself, not a copy
     del text
     return LineBatch(lines, len(block) + (0 if newline or open_end else 1), replaced, open_end)
 

@@ -19,6 +19,9 @@ class EvalLMConfig:
     gen_subset: str = field("test", "data-bin split to score")
     input: Optional[str] = field(None, "score this raw UTF-8 text file with the checkpoint's own tokenizer "
                                        "instead of a DATA_BIN split")
+    bytes_from: Optional[str] = field(None, "the raw text file a DATA_BIN split was made from: its bytes and words "
+                                            "give bits per byte and word-level perplexity where the data-bin has "
+                                            "no lmtie manifest (a plain fairseq data-bin)")
     tokens_per_sample: Optional[int] = field(None, "longest model input per window (default: the training value)",
                                               min=1, max=MAX_POSITIONS)
     context_window: int = field(0, "tokens of already-scored text each window sees before the tokens it scores; "
@@ -26,6 +29,10 @@ class EvalLMConfig:
     sample_break_mode: Optional[Literal["none", "complete", "complete_doc", "eos"]] = field(
         None, "where context resets: none (never), complete_doc (empty lines), eos (every line), complete "
               "(whole lines packed into samples); default: the training value")
+    window_alignment: Literal["fairseq", "document"] = field(
+        "fairseq", "fairseq: fairseq-eval-lm's windows (blocks of T - C from position 0, each after up to C tokens "
+                   "of context, across documents); document: context never crosses a document, whose first window "
+                   "scores T tokens")
     batch_size: Optional[int] = field(None, "windows per batch", min=1, aliases=("--max-sentences",))
     max_tokens: Optional[int] = field(8192, "padded tokens per batch", min=1)
     softmax_batch: int = field(4096, "positions sent through the output layer at once (bounds logits memory)", min=1)
@@ -42,6 +49,8 @@ class EvalLMConfig:
         """What the ranges cannot say: a checkpoint is needed, and --results-path must be able to be a directory."""
         if not self.path:
             raise UserError("--path is required: the checkpoint to evaluate")
+        if self.input and self.bytes_from:
+            raise UserError("--bytes-from counts the raw text of a DATA_BIN split; --input FILE counts its own bytes")
         if self.results_path:
             _check_results_dir(Path(self.results_path))
 

@@ -17,8 +17,10 @@ import torch
 from lmtie.data.dictionary import Dictionary
 from lmtie.data.indexed_dataset import MMapIndexedDataset
 from lmtie.data.manifest import load_manifest
+from lmtie.data.sources import LINE_END
 from lmtie.data.tokenizers import Tokenizer, tokenizer_class
 from lmtie.errors import UserError
+from lmtie.evaluation.windows import unscored_lines
 
 _DECODE_CHUNK = 1 << 20  # tokens decoded at a time when a manifest lacks word counts
 
@@ -36,6 +38,39 @@ class EvalText:
     words: int | None
     bytes: int | None
     name: str
+
+    def scored_tokens(self, mode: str):
+        """The tokens that ``mode`` scores: all of them, or (``complete_doc``) a view without the document
+        separators (:func:`~lmtie.evaluation.windows.unscored_lines`), read as if they were not there."""
+        left_out = unscored_lines(self.line_sizes, mode)
+        return LinesLeftOut(self.tokens, self.line_sizes, left_out) if left_out.any() else self.tokens
+
+
+class LinesLeftOut:
+    """A token stream without some of its lines: ``view[a:b]`` (a numpy array) holds tokens ``a..b`` of
+    what remains, read from the stream (a tensor or a memory map); only the left-out lines' positions
+    are held."""
+
+    def __init__(self, tokens, line_sizes, left_out: np.ndarray):
+        sizes = np.asarray(line_sizes, dtype=np.int64)
+        gone = sizes[left_out]
+        dropped_before = np.cumsum(gone) - gone  # tokens left out before each left-out line
+        self._at = (np.cumsum(sizes) - sizes)[left_out] - dropped_before  # where each would sit in the view
+        self._shift = dropped_before + gone  # tokens left out up to and including it
+        self._tokens, self._len = tokens, len(tokens) - int(gone.sum())
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        a, b, step = index.indices(self._len)
+        if step != 1:
+            raise ValueError("LinesLeftOut supports contiguous slices only")
+        lo, hi = np.searchsorted(self._at, a, "right"), np.searchsorted(self._at, max(a, b), "left")
+        bounds = [a, *self._at[lo:hi].tolist(), max(a, b)]
+        shifts = [int(self._shift[lo - 1]) if lo else 0, *self._shift[lo:hi].tolist()]
+        parts = [np.asarray(self._tokens[s + sh:e + sh]) for s, e, sh in zip(bounds, bounds[1:], shifts) if e > s]
+        return np.concatenate(parts) if parts else np.asarray(self._tokens[0:0])
 
 
 def checkpoint_tokenizer(ckpt) -> Tokenizer:
@@ -73,16 +108,17 @@ def warn_unknown(tokenizer: Tokenizer, ids, what: str) -> int:
 
 
 def text_to_eval(text: str, tokenizer: Tokenizer, name: str) -> EvalText:
-    """Encode raw text; words are its whitespace-separated words, bytes its UTF-8 lines plus one
-    newline each (the same count preprocessing writes to the manifest)."""
-    lines = text.split("\n")
+    """Encode raw text, its lines ending as preprocessing ends them; words are its whitespace-separated
+    words, bytes its UTF-8 bytes plus the newline a last line lacks (the count preprocessing writes to the
+    manifest)."""
+    lines = LINE_END.split(text)
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
         raise UserError(f"{name}: the text is empty; give at least one line to score")
     flat, sizes = tokenizer.encode_lines(lines)
     warn_unknown(tokenizer, flat, name)
-    nbytes = sum(len(line.encode("utf-8")) + 1 for line in lines)
+    nbytes = len(text.encode("utf-8")) + (not text.endswith(("\n", "\r")))
     return EvalText(torch.as_tensor(flat, dtype=torch.long), np.asarray(sizes), len(text.split()), nbytes, name)
 
 
@@ -92,7 +128,7 @@ def read_input_file(path: str | Path, tokenizer: Tokenizer) -> EvalText:
     if not p.is_file():
         raise UserError(f"--input {p}: file not found; pass a UTF-8 text file")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_bytes().decode("utf-8")  # no newline translation: lines and bytes as preprocessing reads them
     except UnicodeDecodeError as e:
         raise UserError(f"--input {p}: not UTF-8 ({e.reason} at byte {e.start}); convert it to UTF-8 first")
     if not text.strip():
@@ -121,9 +157,12 @@ def _check_same_tokenizer(data_bin: Path, manifest: dict, ckpt) -> None:
                         "evaluate on data preprocessed with the checkpoint's tokenizer")
 
 
-def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | None) -> EvalText:
-    """``DATA_BIN --gen-subset SPLIT``; word and byte counts come from the manifest or, failing
-    that, from decoding the split with the tokeniser."""
+def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | None,
+               bytes_from: str | Path | None = None) -> EvalText:
+    """``DATA_BIN --gen-subset SPLIT``; word and byte counts come from ``bytes_from`` (the split's raw
+    text), or the manifest, or (words only) from decoding the split with the tokeniser. Bytes are never
+    guessed from decoded text: ``<unk>`` decodes to its literal and whitespace comes back collapsed, so
+    a plain fairseq data-bin without ``bytes_from`` gets no bits per byte."""
     d = Path(data_bin)
     manifest = load_manifest(d)
     check_same_dictionary(d, ckpt)
@@ -132,11 +171,9 @@ def read_split(data_bin: str | Path, split: str, ckpt, tokenizer: Tokenizer | No
     ds.check_ids(len(ckpt.dictionary), d / "dict.txt")
     if ds.num_tokens() == 0:
         raise UserError(f"{d / split}.bin: split {split!r} is empty; pick another --gen-subset")
-    words, nbytes = _manifest_counts(d, manifest, split)
-    if (words is None or nbytes is None) and tokenizer is not None:
-        counted_words, counted_bytes = _count_decoded(ds, tokenizer)
-        words = counted_words if words is None else words
-        nbytes = counted_bytes if nbytes is None else nbytes
+    words, nbytes = _manifest_counts(d, manifest, split) if bytes_from is None else _raw_counts(bytes_from, ds)
+    if words is None and tokenizer is not None:
+        words = _count_decoded_words(ds, tokenizer)
     return EvalText(ds.tokens, ds.sizes, words, nbytes, f"{d}:{split}")  # both memory-mapped: nothing is copied
 
 
@@ -156,15 +193,32 @@ def _manifest_counts(d: Path, manifest: dict, split: str) -> tuple[int | None, i
     return counts
 
 
-def _count_decoded(ds: MMapIndexedDataset, tokenizer: Tokenizer) -> tuple[int, int]:
-    """Whitespace words and UTF-8 bytes of the decoded split, chunk by chunk at line ends."""
+def _raw_counts(path: str | Path, ds: MMapIndexedDataset) -> tuple[int, int]:
+    """``--bytes-from FILE``: whitespace words and bytes of the split's raw text, the bytes counted as
+    lmtie-preprocess counts them for its manifest (the file's bytes, plus a newline the last line lacks).
+    The file must have the split's number of lines."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--bytes-from {p}: file not found; pass the raw text file the split was made from")
+    words = lines = nbytes = 0
+    with open(p, "rb") as f:
+        for raw in f:  # lines up to b"\n", as preprocessing reads them
+            lines, nbytes = lines + 1, nbytes + len(raw) + (not raw.endswith(b"\n"))
+            words += len(raw.decode("utf-8", "replace").split())
+    if lines != len(ds.sizes):
+        raise UserError(f"--bytes-from {p}: has {lines} lines but the split has {len(ds.sizes)}; pass the raw "
+                        "text file this split was preprocessed from")
+    return words, nbytes
+
+
+def _count_decoded_words(ds: MMapIndexedDataset, tokenizer: Tokenizer) -> int:
+    """Whitespace words of the decoded split, chunk by chunk at line ends."""
     ends = np.cumsum(ds.sizes, dtype=np.int64)
-    words = nbytes = start = 0
+    words = start = 0
     while start < ds.num_tokens():
         cut = int(np.searchsorted(ends, start + _DECODE_CHUNK, side="right"))
         stop = int(ends[cut - 1]) if cut > 0 and ends[cut - 1] > start else int(ends[min(cut, len(ends) - 1)])
         text = tokenizer.decode(ds.token_range(start, stop))
         words += len(text.split())
-        nbytes += len(text.encode("utf-8"))
         start = stop
-    return words, nbytes
+    return words

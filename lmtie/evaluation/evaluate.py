@@ -11,7 +11,7 @@ from lmtie.errors import UserError
 from lmtie.evaluation.corpus import EvalText
 from lmtie.evaluation.metrics import ExactSum, metrics_from_sums
 from lmtie.evaluation.scoring import check_tiling, iter_scores
-from lmtie.evaluation.windows import check_max_tokens, check_window, iter_document_spans, iter_windows, longest_window
+from lmtie.evaluation.windows import check_max_tokens, check_window, longest_window, text_windows
 from lmtie.models import unwrap
 
 
@@ -38,8 +38,13 @@ def window_settings(model, ckpt, tokens_per_sample: int | None, sample_break_mod
 def evaluate(model, text: EvalText, eos: int, pad: int, tokens_per_sample: int, context_window: int = 0,
              sample_break_mode: str = "none", batch_size: int | None = None, max_tokens: int | None = None,
              softmax_batch: int = 4096, keep_scores: bool = True,
-             on_scores: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor | None, dict]:
-    """(natural-log probability of every token, metrics) for ``text``.
+             on_scores: Callable[[int, torch.Tensor], None] | None = None,
+             window_alignment: str = "fairseq") -> tuple[torch.Tensor | None, dict]:
+    """(natural-log probability of every scored token, metrics) for ``text``.
+
+    The scored tokens are ``text.scored_tokens(sample_break_mode)``: all of them but ``complete_doc``'s
+    document separators; positions below are positions among them. ``window_alignment`` picks where
+    windows start (:mod:`lmtie.evaluation.windows`).
 
     Streams: windows are made and scored a batch at a time, each batch reading only its tokens
     of ``text.tokens`` (a split's memory map), and the NLL is summed as the scores come (an
@@ -47,20 +52,20 @@ def evaluate(model, text: EvalText, eos: int, pad: int, tokens_per_sample: int, 
     scores are kept only with ``keep_scores`` (else the first element is None); ``on_scores``
     gets each batch's ``(position, log-probs)`` as it is scored, in stream order.
     """
-    n_tokens = len(text.tokens)
-    if int(np.sum(np.asarray(text.line_sizes), dtype=np.int64)) != n_tokens:
+    if int(np.sum(np.asarray(text.line_sizes), dtype=np.int64)) != len(text.tokens):
         raise ValueError(f"{text.name}: line sizes add up to {int(np.sum(np.asarray(text.line_sizes)))}, "
-                         f"not {n_tokens} tokens")
+                         f"not {len(text.tokens)} tokens")
     check_window(tokens_per_sample, context_window)
-    longest = longest_window(text.line_sizes, sample_break_mode, tokens_per_sample)
+    longest = longest_window(text.line_sizes, sample_break_mode, tokens_per_sample, context_window, window_alignment)
     if not longest:
         raise UserError(f"{text.name}: nothing to score (no tokens)")
     check_max_tokens(longest, max_tokens)
-    windows = iter_windows(iter_document_spans(text.line_sizes, sample_break_mode, tokens_per_sample),
-                           tokens_per_sample, context_window)
+    windows = text_windows(text.line_sizes, sample_break_mode, tokens_per_sample, context_window, window_alignment)
+    stream = text.scored_tokens(sample_break_mode)
+    n_tokens = len(stream)
     logprobs = torch.empty(n_tokens, dtype=torch.float64) if keep_scores else None
     total, pos = ExactSum(), 0
-    for start, lp in iter_scores(model, text.tokens, windows, eos, pad, batch_size, max_tokens, softmax_batch):
+    for start, lp in iter_scores(model, stream, windows, eos, pad, batch_size, max_tokens, softmax_batch):
         check_tiling(pos, start)
         total.add(lp)
         if logprobs is not None:
@@ -71,5 +76,5 @@ def evaluate(model, text: EvalText, eos: int, pad: int, tokens_per_sample: int, 
     check_tiling(pos, pos, n_tokens)
     metrics = metrics_from_sums(-total.value(), total.count, text.words, text.bytes, tokens_per_sample,
                                 context_window)
-    metrics["sample_break_mode"] = sample_break_mode
+    metrics.update(sample_break_mode=sample_break_mode, window_alignment=window_alignment)
     return logprobs, metrics

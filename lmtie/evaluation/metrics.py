@@ -95,6 +95,10 @@ def format_metrics(m: dict) -> str:
         lines.append(f"Word-level perplexity: {m['word_ppl']:.2f} ({m['words']} whitespace-separated words)")
     if m["bits_per_byte"] is not None:
         lines.append(f"Bits per byte: {m['bits_per_byte']:.4f} ({m['bytes']} UTF-8 bytes)")
+    else:
+        lines.append("Bits per byte: not known (no byte count of the raw text: a data-bin without an lmtie "
+                     "manifest needs --bytes-from RAW_TEXT_FILE)")
+    align = f", {m['window_alignment']} alignment" if m.get("window_alignment") else ""
     lines.append(f"Windows: tokens per sample {m['tokens_per_sample']}, context window {m['context_window']}, "
-                 f"stride {m['stride']}")
+                 f"stride {m['stride']}{align}")
     return "\n".join(lines)

@@ -36,6 +36,7 @@ from typing import ClassVar, Iterable, Sequence
 import numpy as np
 
 from lmtie.data.dictionary import Dictionary
+from lmtie.data.sources import LINE_END
 from lmtie.errors import UserError
 
 
@@ -79,8 +80,9 @@ class Tokenizer:
         raise NotImplementedError
 
     def encode(self, text: str) -> list[int]:
-        """Ids of ``text``: one ``</s>`` per line (a final newline does not start a new line)."""
-        lines = text.split("\n")
+        """Ids of ``text``: one ``</s>`` per line, lines ending as preprocessing ends them (``\\n``, ``\\r\\n``,
+        a lone ``\\r``); a final line end does not start a new line."""
+        lines = LINE_END.split(text)
         if lines and lines[-1] == "":
             lines.pop()
         return self.encode_lines(lines)[0].tolist()
