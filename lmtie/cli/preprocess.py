@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{destdir}: tokenizer {manifest['tokenizer']}, vocab {manifest['vocab_size']}")
     for split, s in manifest["splits"].items():
         print(f"  {split}: {s['lines']} lines, {s['tokens']} tokens, {s['bytes']} bytes")
+    for split, p in manifest.get("translation", {}).get("pairs", {}).items():
+        print(f"  {split}: {p['pairs']} pairs ({p['dropped_empty_pairs']} with an empty side dropped)")
     return 0
 
 

@@ -38,7 +38,17 @@ DEFAULT_SPM_VOCAB = 4096
 class PreprocessConfig:
     """Options of ``lmtie-preprocess``; names follow ``fairseq-preprocess`` where one exists."""
 
-    only_source: bool = field(True, "language-model data has only a source side (fairseq's flag; always on)")
+    only_source: bool = field(True, "language-model data has only a source side (fairseq's flag; on unless "
+                                    "--source-lang/--target-lang give a translation layout)")
+    source_lang: Optional[str] = field(None, "source language: read PREF.SRC beside PREF.TGT and write fairseq's "
+                                             "translation layout (dict.SRC.txt, SPLIT.SRC-TGT.SRC.bin/.idx)",
+                                       aliases=("-s",))
+    target_lang: Optional[str] = field(None, "target language (with --source-lang)", aliases=("-t",))
+    joined_dictionary: bool = field(False, "one dictionary (and one SentencePiece model) for both languages, "
+                                           "as --share-all-embeddings needs")
+    tgtdict: Optional[str] = field(None, "reuse this dict.txt for the target side")
+    thresholdtgt: int = field(0, "target side: drop words seen fewer times than this in train", min=0)
+    nwordstgt: int = field(-1, "target side: keep at most this many symbols, specials included", min=-1)
     trainpref: Optional[str] = field(None, "train text file (.xz/.gz/.bz2 are unpacked); none of "
                                            "--trainpref/--dataset: use the embedded Shakespeare corpus")
     validpref: Optional[str] = field(None, "valid text file")
@@ -80,8 +90,8 @@ def uses_default_corpus(cfg: PreprocessConfig) -> bool:
 
 def resolved(cfg: PreprocessConfig) -> PreprocessConfig:
     """Fill the defaults that depend on the input: the embedded corpus gets spm-4096."""
-    if not cfg.only_source:
-        raise UserError("--no-only-source: lmtie builds language-model data, which has only a source side")
+    if not cfg.only_source and not cfg.source_lang:
+        raise UserError("--no-only-source: a translation layout needs --source-lang and --target-lang")
     if cfg.workers < 1:
         raise UserError(f"--workers {cfg.workers}: must be at least 1")
     values = dict(vars(cfg))
@@ -149,6 +159,8 @@ def _lock(destdir: Path, wait: bool) -> DirLock:
 
 def _check_options(cfg: PreprocessConfig) -> None:
     tok = tokenizer_class(cfg.tokenizer)
+    if cfg.source_lang or cfg.target_lang:
+        check_pair_options(cfg, tok)
     if cfg.dataset and (cfg.trainpref or cfg.validpref or cfg.testpref):
         raise UserError("--dataset and --trainpref/--validpref/--testpref exclude each other; pick one input")
     if cfg.srcdict and tok.fixed_vocabulary:
@@ -174,6 +186,11 @@ class Input:
     given: Path
     plain: Path | None = None
     sha256: str = ""
+    lang: str | None = None  # the language of a translation layout's side
+
+    @property
+    def key(self) -> str:
+        return self.split if self.lang is None else f"{self.split}.{self.lang}"
 
 
 def _gather_inputs(cfg: PreprocessConfig, scratch: Path) -> list[Input]:
@@ -185,7 +202,11 @@ def _gather_inputs(cfg: PreprocessConfig, scratch: Path) -> list[Input]:
                   for s in SPLITS if s in files]
     else:
         prefs = {"train": cfg.trainpref, "valid": cfg.validpref, "test": cfg.testpref}
-        inputs = [Input(s, f"--{s}pref", check_input_file(p, f"--{s}pref")) for s, p in prefs.items() if p]
+        if cfg.source_lang:
+            inputs = [Input(s, f"--{s}pref", pair_file(p, lang, f"--{s}pref", cfg), lang=lang)
+                      for s, p in prefs.items() if p for lang in (cfg.source_lang, cfg.target_lang)]
+        else:
+            inputs = [Input(s, f"--{s}pref", check_input_file(p, f"--{s}pref")) for s, p in prefs.items() if p]
     for inp in inputs:
         inp.sha256 = sha256_file(inp.given)
     return inputs
@@ -195,9 +216,11 @@ def _fingerprint(cfg: PreprocessConfig, inputs: list[Input]) -> str:
     """What decides the output: input contents, reused files, and the options that shape ids."""
     keys = ("tokenizer", "thresholdsrc", "nwordssrc", "padding_factor", "spm_vocab_size", "spm_model_type",
             "spm_sample_sentences", "spm_character_coverage", "seed", "utf8_errors", "text_column")
+    if cfg.source_lang:
+        keys += ("source_lang", "target_lang", "joined_dictionary", "thresholdtgt", "nwordstgt")
     doc = {k: getattr(cfg, k) for k in keys}
-    doc["inputs"] = {i.split: i.sha256 for i in inputs}
-    for k in ("srcdict", "spm_model"):
+    doc["inputs"] = {i.key: i.sha256 for i in inputs}
+    for k in ("srcdict", "spm_model") + (("tgtdict",) if cfg.source_lang else ()):
         path = getattr(cfg, k)
         doc[k] = sha256_file(check_input_file(path, "--" + k.replace("_", "-"))) if path else None
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
@@ -251,6 +274,8 @@ def _install(workdir: Path, destdir: Path) -> None:
 def _build(cfg: PreprocessConfig, inputs: list[Input], fingerprint: str, workdir: Path) -> None:
     for inp in inputs:
         inp.plain = decompress_if_needed(inp.given, workdir / "scratch", inp.flag)
+    if cfg.source_lang:
+        return build_pairs(cfg, inputs, fingerprint, workdir)
     train = next((i for i in inputs if i.split == "train"), None)
     dictionary, spec = _vocabulary(cfg, train, workdir)
     dtype = best_dtype(len(dictionary))
@@ -270,26 +295,46 @@ def _check_nonempty(cfg: PreprocessConfig, inputs: list[Input], stats: dict, dic
             raise UserError(f"{inp.flag} {inp.given}: holds no text (only empty lines); give a non-empty corpus")
 
 
-def _vocabulary(cfg: PreprocessConfig, train: Input | None, workdir: Path) -> tuple[Dictionary, TokenizerSpec]:
+@dataclass(frozen=True)
+class Side:
+    """Where one vocabulary goes and what shapes it: the language model's only one, or a side of a
+    translation layout (``dict.de.txt``; ``--tgtdict``, ``--thresholdtgt`` ...)."""
+
+    dict_file: str = "dict.txt"
+    model_file: str | None = None  # the tokeniser's model file name in the data-bin (default: its own)
+    reuse: str | None = None  # a dict.txt to reuse (--srcdict / --tgtdict)
+    reuse_flag: str = "--srcdict"
+    threshold: int = 0
+    nwords: int = -1
+
+
+def lm_side(cfg: PreprocessConfig) -> Side:
+    return Side(reuse=cfg.srcdict, threshold=cfg.thresholdsrc, nwords=cfg.nwordssrc)
+
+
+def _vocabulary(cfg: PreprocessConfig, train: Input | None, workdir: Path,
+                side: Side | None = None) -> tuple[Dictionary, TokenizerSpec]:
     """The dictionary and the recipe workers use to rebuild the tokeniser. A dictionary given or
     counted is saved now, for the workers; one the tokeniser makes is saved after binarising."""
+    side = side or lm_side(cfg)
     tok = tokenizer_class(cfg.tokenizer)
-    d = _load_srcdict(cfg.srcdict) if cfg.srcdict else None
-    model = _tokenizer_model(cfg, tok, train, workdir)
+    d = _load_srcdict(side.reuse, side.reuse_flag) if side.reuse else None
+    model = _tokenizer_model(cfg, tok, train, workdir, side.model_file or tok.model_file)
     if d is None and not (tok.fixed_vocabulary or model):
-        d = _count_dictionary(cfg, tok, train)
+        d = _count_dictionary(cfg, tok, train, side)
     dictionary = tok.build(d, model).dictionary  # built here too, so a bad model fails before any worker
     if d is None:
         return dictionary, TokenizerSpec(tok.name, None, model)
-    d.save(workdir / "dict.txt")
-    return d, TokenizerSpec(tok.name, str(workdir / "dict.txt"), model)
+    d.save(workdir / side.dict_file)
+    return d, TokenizerSpec(tok.name, str(workdir / side.dict_file), model)
 
 
-def _tokenizer_model(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input | None, workdir: Path) -> str | None:
+def _tokenizer_model(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input | None, workdir: Path,
+                     name: str | None) -> str | None:
     """The tokeniser's model file (if it has one), copied from --spm-model or trained on train."""
     if not tok.model_file:
         return None
-    model = workdir / tok.model_file
+    model = workdir / name
     if cfg.spm_model:
         shutil.copyfile(check_input_file(cfg.spm_model, "--spm-model"), model)
     else:
@@ -297,17 +342,17 @@ def _tokenizer_model(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input |
     return str(model)
 
 
-def _load_srcdict(path: str) -> Dictionary:
+def _load_srcdict(path: str, flag: str = "--srcdict") -> Dictionary:
     try:
-        d = Dictionary.load(check_input_file(path, "--srcdict"))
+        d = Dictionary.load(check_input_file(path, flag))
     except UserError as e:
-        raise UserError(f"--srcdict {e}" if str(e).startswith(str(path)) else str(e))
+        raise UserError(f"{flag} {e}" if str(e).startswith(str(path)) else str(e))
     if len(d) <= d.nspecial:
-        raise UserError(f"--srcdict {path}: holds no symbols; pass a dict.txt with one 'symbol count' per line")
+        raise UserError(f"{flag} {path}: holds no symbols; pass a dict.txt with one 'symbol count' per line")
     return d
 
 
-def _count_dictionary(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input) -> Dictionary:
+def _count_dictionary(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input, side: Side) -> Dictionary:
     counts = count_symbols(train.plain, tok.symbols, tok.line_cut, cfg.workers, cfg.utf8_errors, train.flag)
     counts = {tok.dict_symbol(sym): n for sym, n in counts.items()}
     if not counts:
@@ -315,7 +360,7 @@ def _count_dictionary(cfg: PreprocessConfig, tok: type[Tokenizer], train: Input)
     d = Dictionary()
     for sym, n in sorted(counts.items()):
         d.add_symbol(sym, n=n)
-    d.finalize(cfg.thresholdsrc, cfg.nwordssrc, cfg.padding_factor)
+    d.finalize(side.threshold, side.nwords, cfg.padding_factor)
     return d
 
 
@@ -337,3 +382,6 @@ def _manifest(cfg: PreprocessConfig, inputs: list[Input], stats: dict[str, Split
 def ensure_default_data_bin(destdir: str | Path | None = None) -> Path:
     """Preprocess the embedded Shakespeare corpus (SentencePiece BPE, 4096) once; reuse it after."""
     return preprocess(PreprocessConfig(destdir=str(destdir) if destdir is not None else None), wait_for_lock=True)
+
+
+from lmtie.data.pairs import build_pairs, check_pair_options, pair_file  # noqa: E402  (uses Side, _vocabulary)
