@@ -195,6 +195,15 @@ def test_any_other_class_is_refused_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("content", [b"junk\n", b"", b"\x80\x02}q\x00", os.urandom(64), b"PK\x03\x04" + b"\0" * 40])
+def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys, content):
+    (tmp_path / "c.pt").write_bytes(content)
+    assert cli.main([str(tmp_path / "c.pt"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lmtie-import-fairseq: error:") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 REFUSED = {  # args overrides / extra keys -> what the message must name
     "post-norm": (dict(decoder_normalize_before=False), {}, "decoder_normalize_before"),
     "adaptive softmax": (dict(adaptive_softmax_cutoff="20000,60000"), {}, "adaptive_softmax_cutoff"),

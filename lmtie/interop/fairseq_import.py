@@ -56,8 +56,9 @@ def read_fairseq_pickle(path: Path) -> dict:
                 "plain dicts)" if name.startswith("omegaconf.") else "")
         raise UserError(f"{path}: holds a {name} object, which lmtie does not unpickle (it admits only tensors, "
                         f"containers, numbers, strings and argparse.Namespace){hint}; nothing of it was run")
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise UserError(f"{path}: not a readable torch checkpoint ({str(e).splitlines()[0][:160]})")
+    except Exception as e:  # junk bytes fail anywhere in the unpickler (KeyError, IndexError, ...); none ran code
+        why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise UserError(f"{path}: not a readable torch checkpoint ({why}); pass a fairseq checkpoint (.pt)")
     if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
         raise UserError(f"{path}: not a fairseq checkpoint (expected a dict with a 'model' state dict)")
     return value
