@@ -111,10 +111,10 @@ def test_sigusr1_during_validation_stops_and_saves(corpus, tmp_path, monkeypatch
 def test_nonfinite_updates_are_skipped_then_stop_without_touching_the_checkpoint(corpus, tmp_path, monkeypatch):
     _api_run(corpus, tmp_path)
     before = (tmp_path / "checkpoint_last.safetensors").read_bytes()
-    import lmtie.training.trainer as trainer_mod
+    from lmtie.training.tasks import LanguageModelingTask
 
-    real = trainer_mod.lm_loss
-    monkeypatch.setattr(trainer_mod, "lm_loss", lambda *a: (lambda l, n: (l * float("nan"), n))(*real(*a)))
+    real = LanguageModelingTask.loss
+    monkeypatch.setattr(LanguageModelingTask, "loss", lambda *a: (lambda l, n: (l * float("nan"), n))(*real(*a)))
     with pytest.raises(UserError, match="consecutive updates had a non-finite loss"):
         _api_run(corpus, tmp_path, max_update=10, max_nonfinite_updates=3)
     assert (tmp_path / "checkpoint_last.safetensors").read_bytes() == before

@@ -11,10 +11,17 @@ from lmtie.errors import UserError
 
 @dataclass
 class DataConfig:
-    """Which corpus and how it is cut into blocks and batches (fairseq's language_modeling task)."""
+    """Which corpus, which task reads it, and how it is cut into blocks and batches."""
 
     data: Optional[str] = field(None, "DATA_BIN directory (default: the embedded corpus, preprocessed on first use)",
                                 cli=False)
+    task: Optional[Literal["language_modeling", "translation"]] = field(
+        None, "language_modeling (blocks of one token stream) or translation (sentence pairs SPLIT.SRC-TGT.LANG); "
+              "default: the task of the --arch's model family")
+    source_lang: Optional[str] = field(None, "translation: source language suffix (default: the pair DATA_BIN holds)",
+                                       aliases=("-s",))
+    target_lang: Optional[str] = field(None, "translation: target language suffix (default: the pair DATA_BIN holds)",
+                                       aliases=("-t",))
     tokens_per_sample: int = field(128, "tokens per block (max sequence length)", min=1, max=MAX_POSITIONS)
     sample_break_mode: Literal["none", "complete", "complete_doc", "eos"] = field(
         "none", "how blocks are cut: fixed length (none), whole lines (complete), one line each (eos)")
@@ -70,6 +77,10 @@ class OptimizationConfig:
         min=0)
     clip_norm: Optional[float] = field(
         None, _recipe_help("clip the global gradient norm to this value (0 = no clipping)", "clip_norm"), min=0)
+    criterion: Literal["cross_entropy", "label_smoothed_cross_entropy"] = field(
+        "cross_entropy", "the training loss (validation always measures the plain cross-entropy, for perplexity)")
+    label_smoothing: float = field(0.0, "label_smoothed_cross_entropy: target mass spread over the other classes "
+                                        "(fairseq's epsilon; 0.1 in Vaswani et al. 2017)", min=0, lt=1)
     update_freq: int = field(1, "accumulate gradients over this many batches per update", min=1)
     lr_scheduler: Optional[Literal["inverse_sqrt", "cosine", "fixed", "polynomial_decay", "reduce_lr_on_plateau"]] = \
         field(None, _recipe_help("learning-rate schedule", "lr_scheduler"))
@@ -102,6 +113,9 @@ class OptimizationConfig:
             for k, v in FAIRSEQ_RECIPE.items():
                 if getattr(self, k) is None:
                     setattr(self, k, v)
+        if self.label_smoothing > 0 and self.criterion != "label_smoothed_cross_entropy":
+            raise UserError(f"--label-smoothing {self.label_smoothing:g} applies to --criterion "
+                            "label_smoothed_cross_entropy; pass that criterion too")
         if self.lr_scheduler == "cosine" and self.max_update <= 0:
             raise UserError("--lr-scheduler cosine needs --max-update N > 0: the schedule decays to --min-lr over "
                             "N updates; set --max-update or pick --lr-scheduler inverse_sqrt")

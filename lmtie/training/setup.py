@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lmtie.config import from_dict, to_dict
-from lmtie.data import Dictionary, LanguageModelDataset, ensure_default_data_bin, load_manifest, tokenizer_identity
+from lmtie.data import Dictionary, ensure_default_data_bin, load_manifest, tokenizer_identity
 from lmtie.errors import UserError
 from lmtie.io import remove_stale_temp_files
 from lmtie.lock import DirLock, acquire
@@ -29,6 +29,7 @@ from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
 from lmtie.training.recipe import resolve as resolve_recipe
+from lmtie.training.tasks import LanguageModelingTask, make_task
 
 
 @dataclass
@@ -41,15 +42,17 @@ class TrainSetup:
     run: RunConfig
     device: torch.device
     dist: dist.DistInfo
-    dictionary: Dictionary
-    train_data: LanguageModelDataset
-    valid_data: Optional[LanguageModelDataset]
+    dictionary: Dictionary  # the target side's: what the model predicts
+    train_data: Any  # the task's dataset of the train split
+    valid_data: Any
     model: nn.Module
     tokenizer_info: dict
     tokenizer_model: Optional[bytes]
     restore: Optional[ckpt_io.Checkpoint] = None
     lock: Optional[DirLock] = None  # the save dir's lock (rank 0; None on other ranks)
     more_valid: dict = dataclasses.field(default_factory=dict)  # the other --valid-subset splits, by name
+    task: Optional[LanguageModelingTask] = None  # the --task: batches and the loss of a batch
+    src_dictionary: Optional[Dictionary] = None  # translation: the source side's
 
     def config_dict(self) -> dict:
         return {"model_family": self.family, "model": to_dict(self.model_cfg), "data": to_dict(self.data), "optimization": to_dict(self.optim),
@@ -73,6 +76,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     """
     family = family_of_arch(run.arch)
     family.config_class(**{**arch_overrides(run.arch), **model_overrides})  # model flags checked before any write
+    data = _resolve_task(data, family)
     device = _device(run.device)
     info = dist.init_from_env(device)
     if info.enabled and device.type == "cuda":
@@ -84,8 +88,9 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
                         "drop the flag to train in fp32")
     data = _resolve_data(data, info)
     load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
-    dictionary = Dictionary.load(Path(data.data) / "dict.txt")
-    model_cfg = _model_config(family, {**arch_overrides(run.arch), **model_overrides}, dictionary, data)
+    task = make_task(data, info.world_size)
+    src_dictionary, dictionary = task.dictionaries()
+    model_cfg = task.fit_model(family.config_class(**task.model_values({**arch_overrides(run.arch), **model_overrides})))
     init = None
     if ckpt.init_from:  # the imported model's config, on DATA_BIN's vocabulary
         from lmtie.interop.init_from import prepare
@@ -93,7 +98,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
         init = prepare(ckpt.init_from, family.name, dictionary, model_overrides, data.tokens_per_sample)
         model_cfg = init.cfg
     optim = resolve_recipe(optim, model_cfg.decoder_embed_dim)  # saved with the checkpoints as resolved
-    train_data, valid_sets = _datasets(data, run.disable_validation)
+    train_data, valid_sets = _datasets(task, data, run.disable_validation)
     valid_data, more_valid = (valid_sets.pop(next(iter(valid_sets))) if valid_sets else None), valid_sets
     lock = _check_save_dir(Path(ckpt.save_dir), info)
     if lock is not None and exit_stack is not None:
@@ -119,7 +124,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     check_tie(model)
     tok_info, tok_model = tokenizer_identity(Path(data.data))
     return TrainSetup(family.name, model_cfg, data, optim, ckpt, run, device, info, dictionary, train_data, valid_data, model,
-                      tok_info, tok_model, restore, lock, more_valid)
+                      tok_info, tok_model, restore, lock, more_valid, task, src_dictionary)
 
 
 def _device(name: str) -> torch.device:
@@ -128,6 +133,20 @@ def _device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return torch.device(name)
+
+
+def _resolve_task(data: DataConfig, family: Family) -> DataConfig:
+    """--task, defaulting to the --arch family's; a family of another task is refused."""
+    task = getattr(family, "task", "language_modeling")
+    if data.task is not None and data.task != task:
+        raise UserError(f"--task {data.task}: --arch gives a {family.name} model, which is for {task}; pass --task "
+                        f"{task} or an --arch for {data.task}")
+    if task != "language_modeling" and data.data is None:
+        raise UserError(f"--task {task} needs a DATA_BIN of sentence pairs (lmtie-preprocess --source-lang SRC "
+                        "--target-lang TGT ...); the embedded corpus is for language modelling")
+    if task == "language_modeling" and (data.source_lang or data.target_lang):
+        raise UserError("--source-lang/--target-lang are for --task translation; drop them for a language model")
+    return dataclasses.replace(data, task=task)
 
 
 def _resolve_data(data: DataConfig, info: dist.DistInfo) -> DataConfig:
@@ -141,27 +160,22 @@ def _resolve_data(data: DataConfig, info: dist.DistInfo) -> DataConfig:
     return dataclasses.replace(data, data=str(path))
 
 
-def _model_config(family: Family, values: dict, dictionary: Dictionary, data: DataConfig):
-    """The family's config sized to the dictionary, with positions for --tokens-per-sample."""
-    values = {**values, "vocab_size": len(dictionary), "padding_idx": dictionary.pad()}
-    return family.config_class(**values).with_positions(data.tokens_per_sample)
-
-
-def _datasets(data: DataConfig, no_valid: bool = False) -> tuple[LanguageModelDataset, dict]:
+def _datasets(task: LanguageModelingTask, data: DataConfig, no_valid: bool = False) -> tuple[Any, dict]:
     """The train split and the --valid-subset splits by name, in order (none with --disable-validation); a
     subset named explicitly must exist, the default 'valid' may be absent."""
     manifest = load_manifest(data.data)
-    if data.train_subset not in manifest.get("splits", {}):
+    manifest_splits = {name.split(".")[0] for name in manifest.get("splits", {})}  # train.de-en.de -> train
+    if data.train_subset not in manifest_splits:
         raise UserError(f"{data.data}: no '{data.train_subset}' split; run lmtie-preprocess with --trainpref")
-    make = lambda split: LanguageModelDataset(data.data, split, data.tokens_per_sample, data.sample_break_mode)
+    make = task.dataset
     train = make(data.train_subset)
     if len(train) == 0:
         raise UserError(f"{data.data}: the '{data.train_subset}' split is empty")
     names = [] if no_valid else [n for n in data.valid_subset.split(",") if n]
-    missing = [n for n in names if n not in manifest.get("splits", {})]
+    missing = [n for n in names if n not in manifest_splits]
     if missing and names != [DataConfig.valid_subset]:
         raise UserError(f"--valid-subset {data.valid_subset}: {data.data} has no '{missing[0]}' split (it has "
-                        f"{', '.join(manifest.get('splits', {}))}); name existing splits or pass --disable-validation")
+                        f"{', '.join(sorted(manifest_splits))}); name existing splits or pass --disable-validation")
     return train, {n: make(n) for n in names if n not in missing}
 
 

@@ -21,14 +21,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from lmtie.data import LanguageModelDataset, batch_indices, epoch_order
 from lmtie import preempt
 from lmtie.errors import UserError
 from lmtie.io import atomic_write_text, is_disk_full
 from lmtie.models import check_tie, unwrap
 from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
-from lmtie.training.criterion import lm_loss
 from lmtie.training.logging import MetricsLogger
 from lmtie.training.optim import (build_optimizer, decay_report, load_optimizer_state, lr_at, optimizer_state,
                                   plateau_step, scale_and_clip_, set_lr)
@@ -176,18 +174,17 @@ class Trainer:
         loss_sum, ntokens = 0.0, 0
         for i, indices in enumerate(group):
             with self._maybe_no_sync(last=i == len(group) - 1):
-                loss, n = self._forward(self.s.train_data, self._my_share(indices))
+                loss, n = self._forward(self.s.train_data, self._my_share(indices), self.s.optim.label_smoothing)
                 loss.backward()
             loss_sum, ntokens = loss_sum + float(loss.detach()), ntokens + n
         loss_sum, ntokens, stop = dist.all_reduce_sum(
             [loss_sum, float(ntokens), float(self.signal_name is not None)], self.s.device)
         return self._step(loss_sum, int(ntokens), stop > 0)
 
-    def _forward(self, dataset: LanguageModelDataset, indices: list[int]) -> tuple[torch.Tensor, int]:
-        batch = dataset.batch(indices)
-        source, target = batch["source"].to(self.s.device), batch["target"].to(self.s.device)
+    def _forward(self, dataset, indices: list[int], label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
+        batch = {k: v.to(self.s.device) if torch.is_tensor(v) else v for k, v in dataset.batch(indices).items()}
         with torch.autocast(self.s.device.type, dtype=torch.bfloat16, enabled=self.s.run.bf16):
-            return lm_loss(self.model, source, target, dataset.dictionary.pad())
+            return self.s.task.loss(self.model, batch, label_smoothing)
 
     def _step(self, loss_sum: float, ntokens: int, stop: bool) -> StepResult:
         """Normalise gradients by the global token count, check them, clip, and step."""
@@ -283,13 +280,7 @@ class Trainer:
     # --- data -----------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         """This epoch's global batches (identical on every rank): a pure function of (seed, epoch)."""
-        data, world = self.s.train_data, self.s.dist.world_size
-        order = epoch_order(len(data), self.s.run.seed, epoch)
-        bs = None if self.s.data.batch_size is None else self.s.data.batch_size * world
-        mt = None if self.s.data.max_tokens is None else self.s.data.max_tokens * world
-        batches = batch_indices(order, batch_size=bs, max_tokens=mt, sizes=data.sizes,
-                                multiple=self.s.data.required_batch_size_multiple * world)
-        return [b for b in batches if len(b) >= world]  # every rank needs a share
+        return self.s.task.train_batches(self.s.train_data, self.s.run.seed, epoch)
 
     def _my_share(self, indices: list[int]) -> list[int]:
         return [int(x) for x in np.array_split(np.asarray(indices), self.s.dist.world_size)[self.s.dist.rank]]
@@ -302,13 +293,13 @@ class Trainer:
         return contextlib.nullcontext()
 
     # --- validation ---------------------------------------------------------------------------
-    def validate(self, data: LanguageModelDataset | None = None) -> float | None:
+    def validate(self, data=None) -> float | None:
         """Mean NLL in nats on ``data`` (default: the first --valid-subset; None without one)."""
         data = self.s.valid_data if data is None else data
         if data is None:
             return None
         self.model.eval()
-        batches = self._valid_batches(data)
+        batches = self.s.task.valid_batches(data)
         loss_sum, ntokens = 0.0, 0
         with torch.no_grad():
             for indices in batches:
@@ -320,15 +311,6 @@ class Trainer:
                     loss_sum, ntokens = loss_sum + float(loss), ntokens + n
         loss_sum, ntokens = dist.all_reduce_sum([loss_sum, float(ntokens)], self.s.device)
         return loss_sum / max(ntokens, 1)
-
-    def _valid_batches(self, data: LanguageModelDataset) -> list[list[int]]:
-        d, world = self.s.data, self.s.dist.world_size
-        if d.batch_size_valid is None and d.max_tokens_valid is None:
-            bs = d.batch_size or max(1, (d.max_tokens or 4096) // d.tokens_per_sample)
-            return batch_indices(np.arange(len(data)), batch_size=bs * world)
-        bs, mt = d.batch_size_valid, d.max_tokens_valid
-        return batch_indices(np.arange(len(data)), batch_size=None if bs is None else bs * world,
-                             max_tokens=None if mt is None else mt * world, sizes=data.sizes)
 
     def _validate_and_track(self) -> None:
         with self._timed("valid_seconds"):
