@@ -17,6 +17,7 @@ Two targets, both read from ``../shared/data`` (not in a clone; the script says 
     python scripts/recipe_sweep.py run wiki lr2e-3-w100   # any lrX-wY point
     python scripts/recipe_sweep.py table                  # every finished run, best first per target
     python scripts/recipe_sweep.py plot                   # runs/recipe/curves.png (needs matplotlib)
+    python scripts/recipe_sweep.py reach char 1.794       # the update (and seconds) each run first got there
 
 Each run writes ``runs/recipe/<target>/<arm>/`` (lmtie-train's save dir); a finished run is not
 rerun. Losses are nats per token (per character for CHAR: the char tokenizer turns each newline into
@@ -91,7 +92,7 @@ def run(target: str, arm: str) -> None:
         return
     cmd = [sys.executable, "-m", "lmtie.cli.train", str(WORK / f"data-{target}"), *TARGETS[target],
            "--share-decoder-input-output-embed", "--max-update", str(UPDATES), *arm_flags(arm),
-           "--validate-interval-updates", "500", "--log-format", "simple", "--log-interval", "500",
+           "--validate-interval-updates", "100", "--log-format", "simple", "--log-interval", "500",
            "--no-epoch-checkpoints", "--device", "cpu", "--save-dir", str(save)]
     print(" ".join(cmd[1:]), flush=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -126,6 +127,29 @@ def table() -> None:
                   f"{o['clip_norm']} |")
 
 
+def reach(target: str, loss: float) -> None:
+    """When each finished run of ``target`` first validated at or below ``loss``: the update and the
+    seconds of training (update time, the validation excluded) it took."""
+    print(f"{target}: first validation at or below {loss} nats/token")
+    print("| arm | update | training seconds | final valid loss |")
+    print("| --- | --- | --- | --- |")
+    for save in sorted(p.parent for p in (WORK / target).glob("*/done.json")):
+        records = _records(save)
+        valid = [r for r in records if r["type"] == "valid"]
+        hit = next((r for r in valid if r["loss"] * math.log(2) <= loss), None)
+        final = valid[-1]["loss"] * math.log(2)
+        if hit is None:
+            print(f"| {save.name} | not reached | | {final:.4f} |")
+            continue
+        per_update = _update_seconds(records) / max(valid[-1]["step"], 1)
+        print(f"| {save.name} | {hit['step']} | {hit['step'] * per_update:.1f} | {final:.4f} |")
+
+
+def _update_seconds(records: list[dict]) -> float:
+    """The run's update time (its summary), so the validations a run makes do not count against it."""
+    return next(r for r in reversed(records) if r["type"] == "summary")["update_seconds"]
+
+
 def plot() -> None:
     import matplotlib
 
@@ -153,9 +177,14 @@ def main() -> None:
     r.add_argument("arm")
     sub.add_parser("table")
     sub.add_parser("plot")
+    r = sub.add_parser("reach", help="when each run first reached a valid loss")
+    r.add_argument("target", choices=list(TARGETS))
+    r.add_argument("loss", type=float)
     args = p.parse_args()
     if args.cmd == "run":
         run(args.target, args.arm)
+    elif args.cmd == "reach":
+        reach(args.target, args.loss)
     elif args.cmd == "prepare":
         prepare(args.shared)
     else:
