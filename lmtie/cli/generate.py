@@ -1,9 +1,15 @@
-"""``lmtie-generate``: continue a prompt with a checkpoint (sampling or greedy, with a key/value cache)."""
+"""``lmtie-generate``: continue a prompt with a checkpoint (sampling or greedy, with a key/value cache).
+
+With a translation checkpoint, ``lmtie-generate DATA --path CKPT`` is fairseq-generate instead: beam
+search over a split, scored by sacrebleu (:mod:`lmtie.cli.translate`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 from lmtie.config import add_dataclass_args, from_args
 from lmtie.errors import cli_main
@@ -17,8 +23,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _translation_checkpoint(argv: list[str]) -> bool:
+    """Whether ``--path`` names a translation model's checkpoint (then DATA and the beam flags apply)."""
+    from lmtie import checkpoint as ckpt_io
+    from lmtie.models import get_family
+
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--path")
+    path = pre.parse_known_args(argv)[0].path
+    if not path or Path(path).is_dir() or not ckpt_io.resolve(path).is_file():
+        return False  # the LM path reports a missing or unreadable --path
+    ckpt = ckpt_io.load(ckpt_io.resolve(path), with_training_state=False)
+    return getattr(get_family(ckpt_io.model_family(ckpt)), "task", "language_modeling") == "translation"
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if _translation_checkpoint(argv):
+        from lmtie.cli.translate import generate
+
+        return generate(argv)
     cfg = from_args(GenerateConfig, build_parser().parse_args(argv))
     cfg.validate()
     lm = load(cfg.path, cfg.device)

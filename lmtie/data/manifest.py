@@ -38,15 +38,31 @@ def load_manifest(data_bin: str | Path) -> dict:
         return manifest
     if (d / "dict.txt").is_file():
         return _fairseq_manifest(d)
+    pair = _fairseq_pair_dict(d)
+    if pair is not None:
+        return _fairseq_manifest(d, pair)
     raise UserError(f"{d}: not a preprocessed data directory (no {MANIFEST} or dict.txt); "
                     f"run lmtie-preprocess --destdir {d}")
 
 
-def _fairseq_manifest(d: Path) -> dict:
-    """What can be known of a fairseq data-bin: word-level ids, counts from the indexes."""
+def _fairseq_pair_dict(d: Path) -> Path | None:
+    """The target dictionary of a fairseq translation data-bin (``dict.SRC.txt``, ``dict.TGT.txt`` and
+    ``SPLIT.SRC-TGT.LANG.idx``), or None when ``d`` is not one."""
+    for idx in sorted(d.glob("*.*-*.*.idx")):
+        pair = idx.name.split(".")[1]
+        tgt = pair.split("-")[-1]
+        if (d / f"dict.{tgt}.txt").is_file():
+            return d / f"dict.{tgt}.txt"
+    return None
+
+
+def _fairseq_manifest(d: Path, dictionary: Path | None = None) -> dict:
+    """What can be known of a fairseq data-bin: word-level ids, counts from the indexes. ``dictionary`` is
+    the target side's of a translation data-bin (default ``dict.txt``)."""
     from lmtie.data.dictionary import Dictionary
 
-    vocab = len(Dictionary.load(d / "dict.txt"))
+    dictionary = dictionary or d / "dict.txt"
+    vocab = len(Dictionary.load(dictionary))
     splits = {}
     for idx in sorted(d.glob("*.idx")):
         dtype, count, _ = read_index_header(idx)
@@ -56,7 +72,7 @@ def _fairseq_manifest(d: Path) -> dict:
 
     return {"format": FORMAT, "version": 1, "source": "fairseq", "tokenizer": "space",
             "tokenizer_model": None, "vocab_size": vocab, "splits": splits,
-            "hashes": {"dict": sha256_file(d / "dict.txt"), "tokenizer_model": None, "inputs": {}}}
+            "hashes": {"dict": sha256_file(dictionary), "tokenizer_model": None, "inputs": {}}}
 
 
 def load_tokenizer(data_bin: str | Path):

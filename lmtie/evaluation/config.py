@@ -89,3 +89,42 @@ class GenerateConfig:
             raise UserError("--path is required: the checkpoint to sample from")
         if not self.greedy and self.temperature <= 0:
             raise UserError(f"--temperature {self.temperature} must be > 0 (use --greedy for argmax decoding)")
+
+
+@dataclass
+class TranslateConfig:
+    """Translating a data-bin split (``lmtie-generate DATA``) or stdin (``lmtie-interactive DATA``); fairseq's names."""
+
+    path: Optional[str] = field(None, "checkpoint of a translation model (checkpoint_best.safetensors)")
+    gen_subset: str = field("test", "split to translate and score")
+    source_lang: Optional[str] = field(None, "source language (default: the checkpoint's)", aliases=("-s",))
+    target_lang: Optional[str] = field(None, "target language (default: the checkpoint's)", aliases=("-t",))
+    beam: int = field(5, "beam size (1 = greedy)", min=1, max=1024)
+    nbest: int = field(1, "hypotheses printed per sentence (<= --beam)", min=1)
+    lenpen: float = field(1.0, "length penalty: a finished hypothesis scores sum(log p) / len**lenpen", min=0)
+    max_len_a: float = field(0.0, "generate at most max_len_a * source length + max_len_b tokens", min=0)
+    max_len_b: int = field(200, "see --max-len-a", min=1)
+    min_len: int = field(1, "no </s> before this many tokens", min=0)
+    unkpen: float = field(0.0, "subtract this from the log-probability of <unk>", min=0)
+    batch_size: Optional[int] = field(None, "sentences per batch", min=1, aliases=("--max-sentences",))
+    max_tokens: Optional[int] = field(4096, "source tokens per batch (padded)", min=1)
+    scoring: Literal["sacrebleu", "none"] = field("sacrebleu", "score the hypotheses: BLEU and chrF by sacrebleu "
+                                                               "(pip install lmtie[mt]), or none")
+    quiet: bool = field(False, "print only the scores, not the S-/T-/H-/D-/P- lines")
+    kv_cache: bool = field(True, "decode one token per step from the cache (--no-kv-cache re-decodes the prefix)")
+    results_path: Optional[str] = field(None, "directory to write generate-SUBSET.txt and the scores JSON into")
+    device: Optional[str] = field(None, "cpu, cuda or cuda:N (default: cuda when available)")
+
+    def __post_init__(self) -> None:
+        validate_ranges(self)
+
+    def validate(self) -> None:
+        if not self.path:
+            raise UserError("--path is required: the checkpoint of a translation model")
+        if self.nbest > self.beam:
+            raise UserError(f"--nbest {self.nbest} is larger than --beam {self.beam}; raise --beam or lower --nbest")
+        if self.min_len > self.max_len_b:
+            raise UserError(f"--min-len {self.min_len} is larger than --max-len-b {self.max_len_b}: no hypothesis "
+                            "could end")
+        if self.results_path:
+            _check_results_dir(Path(self.results_path))
