@@ -24,8 +24,8 @@ class EncoderOut(NamedTuple):
 class Seq2SeqCache:
     """Self-attention keys/values in a KVCache plus the cross-attention keys/values of the first call."""
 
-    def __init__(self, batch_size: int, heads: int, max_len: int, head_dim: int):
-        self.self_kv = KVCache(1, batch_size, heads, max_len, head_dim, torch.device("cpu"), torch.float)
+    def __init__(self, batch_size: int, heads: int, max_len: int, head_dim: int, device: torch.device):
+        self.self_kv = KVCache(1, batch_size, heads, max_len, head_dim, device, torch.float)
         self.cross: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -73,7 +73,7 @@ class TinySeq2Seq(nn.Module):
 
     def encode(self, src_tokens: torch.Tensor) -> EncoderOut:
         mask = src_tokens.eq(self.pad)
-        x = self.src_embed(src_tokens) + self.src_pos(torch.arange(src_tokens.size(1)))
+        x = self.src_embed(src_tokens) + self.src_pos(torch.arange(src_tokens.size(1), device=src_tokens.device))
         q, k, v = (self._split(t) for t in self.enc_qkv(x).chunk(3, dim=-1))
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=~mask[:, None, None, :])
         return EncoderOut(self.enc_norm(x + self.enc_out(self._merge(a))), mask)
@@ -81,7 +81,8 @@ class TinySeq2Seq(nn.Module):
     def decode(self, prev_output_tokens, enc: EncoderOut, cache: Seq2SeqCache | None = None, features_only=False):
         start = cache.length if cache is not None else 0
         T = prev_output_tokens.size(1)
-        x = self.tgt_embed(prev_output_tokens) + self.tgt_pos(torch.arange(start, start + T))
+        x = self.tgt_embed(prev_output_tokens)
+        x = x + self.tgt_pos(torch.arange(start, start + T, device=x.device))
         q, k, v = (self._split(t) for t in self.self_qkv(x).chunk(3, dim=-1))
         if cache is None:
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -110,7 +111,7 @@ class TinySeq2Seq(nn.Module):
 
     def new_cache(self, batch_size: int, max_len: int) -> Seq2SeqCache:
         d = self.output_weight.size(1)
-        return Seq2SeqCache(batch_size, self.heads, max_len, d // self.heads)
+        return Seq2SeqCache(batch_size, self.heads, max_len, d // self.heads, self.output_weight.device)
 
 
 def tiny_dict(words: int) -> Dictionary:

@@ -29,7 +29,8 @@ from lmtie.errors import UserError
 from lmtie.evaluation.generation import column_major_weights
 from lmtie.models import unwrap
 
-Hypothesis = dict  # {"tokens": LongTensor (ends with </s>), "score": float, "positional_scores": FloatTensor}
+# {"tokens": LongTensor (ends with </s>), "score": float, "positional_scores": FloatTensor}, tensors on the CPU
+Hypothesis = dict
 
 
 class SequenceGenerator:
