@@ -128,10 +128,11 @@ def table() -> None:
 
 
 def reach(target: str, loss: float) -> None:
-    """When each finished run of ``target`` first validated at or below ``loss``: the update and the
-    seconds of training (update time, the validation excluded) it took."""
+    """When each finished run of ``target`` first validated at or below ``loss``: the update, and the run's
+    mean update time (the recipes of one target share the model and batch, so their steps cost the same
+    and the updates compare wall time; a shared machine's load shows up in the ms per update instead)."""
     print(f"{target}: first validation at or below {loss} nats/token")
-    print("| arm | update | training seconds | final valid loss |")
+    print("| arm | update | ms per update (this run) | final valid loss |")
     print("| --- | --- | --- | --- |")
     for save in sorted(p.parent for p in (WORK / target).glob("*/done.json")):
         records = _records(save)
@@ -142,7 +143,7 @@ def reach(target: str, loss: float) -> None:
             print(f"| {save.name} | not reached | | {final:.4f} |")
             continue
         per_update = _update_seconds(records) / max(valid[-1]["step"], 1)
-        print(f"| {save.name} | {hit['step']} | {hit['step'] * per_update:.1f} | {final:.4f} |")
+        print(f"| {save.name} | {hit['step']} | {1000 * per_update:.1f} | {final:.4f} |")
 
 
 def _update_seconds(records: list[dict]) -> float:
@@ -160,9 +161,10 @@ def plot() -> None:
     for ax, target in zip(axes, TARGETS):
         for save in sorted(p.parent for p in (WORK / target).glob("*/done.json")):
             valid = [r for r in _records(save) if r["type"] == "valid"]
-            ax.plot([r["step"] for r in valid], [r["loss"] * math.log(2) for r in valid], marker="o", label=save.name)
+            ax.plot([r["step"] for r in valid], [r["loss"] * math.log(2) for r in valid], marker=".", label=save.name)
         ax.set(title=f"{target}: valid loss", xlabel="update", ylabel="nats/token")
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(WORK / "curves.png", dpi=120)
     print(WORK / "curves.png")
