@@ -71,7 +71,7 @@ def plan_runs(ablation: AblationConfig, model: dict | None = None, data: DataCon
     specs = []
     for seed in range(run.seed, run.seed + ablation.seeds):
         for name, fn in arms.items():
-            save = with_save_dir(ckpt, Path(ablation.output), f"{name}-seed{seed}")
+            save = with_save_dir(ckpt, Path(ablation.output), f"{name.replace(':', '-')}-seed{seed}")  # untie-at-500
             specs.append(RunSpec(name, seed, _model_dict(fn, base), data, optim, save,
                                  dataclasses.replace(run, seed=seed), evaluation))
     return specs

@@ -3,11 +3,17 @@
 The built-in pair differs in one visible line, the tie (Press & Wolf 2017; Inan et al. 2017).
 An arm takes and returns the config dataclass of the base's model family, so every arm applies
 to every family. Add your own with ``@register_arm("name")`` and name it in ``--arms`` (from
-Python; the CLI knows the arms registered at import time).
+Python; the CLI knows the arms registered at import time). An arm with a parameter
+(``@register_arm("untie-at", param=int)``) is named ``untie-at:500`` in ``--arms``.
+
+Beyond on/off: ``tied-init`` (keras-hub's "start equal, train separately"), ``untie-at:K`` (tied
+early, untied late; the speedrun community has gone both ways, modded-nanogpt PR #175 re-tied) and
+``tied-pr`` (Press & Wolf 2017's projection regularisation).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -17,11 +23,15 @@ from lmtie.models import family_of_config
 
 ArmFn = Callable[[Any], Any]
 ARMS: dict[str, ArmFn] = {}
+ARM_PARAMS: dict[str, type] = {}  # arms taking a parameter ("untie-at:500") -> its type
 
 
-def register_arm(name: str) -> Callable[[ArmFn], ArmFn]:
+def register_arm(name: str, param: type | None = None) -> Callable[[ArmFn], ArmFn]:
+    """Register ``fn(base)`` as arm ``name``; with ``param``, ``fn(base, value)`` as ``name:value``."""
     def wrap(fn: ArmFn) -> ArmFn:
         ARMS[name] = fn
+        if param is not None:
+            ARM_PARAMS[name] = param
         return fn
 
     return wrap
@@ -50,6 +60,24 @@ def untied_matched(base):
     return min(candidates, key=lambda cfg: (abs(unique_parameters(cfg) - target), cfg.decoder_embed_dim))
 
 
+@register_arm("tied-init")
+def tied_init(base):
+    """Untied, the output matrix starting as an exact copy of the input embedding."""
+    return untied(base).replace(init_output_from_embedding=True)
+
+
+@register_arm("untie-at", param=int)
+def untie_at(base, update: int):
+    """Tied for ``update`` updates, then two matrices that start equal (with the Adam state copied)."""
+    return tied(base).replace(untie_at_update=update)
+
+
+@register_arm("tied-pr")
+def tied_pr(base):
+    """Tied, with Press & Wolf's projection P before the output layer and its penalty."""
+    return tied(base).replace(output_projection=True)
+
+
 def unique_parameters(cfg) -> int:
     """Unique parameters of ``cfg`` (a tied matrix once), counted on the meta device: no weights allocated."""
     with torch.device("meta"):
@@ -57,13 +85,38 @@ def unique_parameters(cfg) -> int:
 
 
 def resolve_arms(names: str | list[str]) -> dict[str, ArmFn]:
-    """``"tied,untied"`` -> the arm functions, in order; unknown or repeated names are an error."""
+    """``"tied,untied,untie-at:500"`` -> the arm functions, in order; unknown or repeated names are an error."""
     listed = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     listed = [n for n in listed if n]
-    unknown = [n for n in listed if n not in ARMS]
-    if unknown or not listed:
-        raise UserError(f"--arms {','.join(listed)!s}: unknown arm {unknown[0] if unknown else '(none given)'}; "
-                        f"choose from {', '.join(sorted(ARMS))} (or register one with lmtie.ablation.register_arm)")
     if len(set(listed)) != len(listed):
         raise UserError(f"--arms {','.join(listed)}: an arm is listed twice; list each once")
-    return {n: ARMS[n] for n in listed}
+    if not listed:
+        raise UserError(f"--arms: no arm given; {_choices()}")
+    return {n: _arm(n, listed) for n in listed}
+
+
+def _arm(name: str, listed: list[str]) -> ArmFn:
+    base, sep, value = name.partition(":")
+    if base not in ARMS or bool(sep) != (base in ARM_PARAMS):
+        why = (f"arm {base} takes a value ({base}:N)" if base in ARM_PARAMS
+               else f"arm {base} takes no value" if base in ARMS else f"unknown arm {name}")
+        raise UserError(f"--arms {','.join(listed)}: {why}; {_choices()}")
+    if not sep:
+        return ARMS[name]
+    kind = ARM_PARAMS[base]
+    try:
+        parsed = kind(value)
+    except ValueError:
+        raise UserError(f"--arms {','.join(listed)}: {name}: {value!r} is not {'an integer' if kind is int else kind.__name__}")
+    if kind is int and parsed < 1:
+        raise UserError(f"--arms {','.join(listed)}: {name}: the value must be >= 1")
+    @functools.wraps(ARMS[base])
+    def arm(cfg):
+        return ARMS[base](cfg, parsed)
+
+    return arm
+
+
+def _choices() -> str:
+    shown = sorted(f"{n}:N" if n in ARM_PARAMS else n for n in ARMS)
+    return f"choose from {', '.join(shown)} (or register one with lmtie.ablation.register_arm)"

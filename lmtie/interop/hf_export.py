@@ -37,6 +37,9 @@ def hf_model_files(model, dictionary, bos: int | None = None) -> tuple[dict, dic
     """(config.json fields, tensors) of ``model`` as its family's HF class; ``bos_token_id`` is ``</s>``
     (what lmtie starts every sequence with) unless ``bos`` says otherwise."""
     converter = hf_converter(model.family)
+    if getattr(model, "output_projection", None) is not None:
+        raise UserError("--output-projection: the Hugging Face class has no projection before its output layer, so "
+                        "the export would compute another function; export a model trained without it")
     config, tensors = converter.to_hf(model.cfg, model.state_dict())
     vocab, pad = len(dictionary), dictionary.pad()
     if dictionary[pad] == ADDED_PAD and pad == vocab - 1:  # an import added this row: give the model back without it

@@ -13,20 +13,61 @@ nothing outside ``lmtie/models`` names a concrete family. The protocol, in one p
 - ``new_cache(batch_size, max_len)``: a key/value cache object with a ``length`` attribute;
 - ``num_parameters()``, ``check_tie()``, ``shard_units()`` (FSDP2 groups: the blocks; the root
   group keeps the embedding and a tied head together), ``max_positions``, ``tied``,
-  ``input_embedding``, ``output_head_key`` (the state_dict key of an untied head).
+  ``input_embedding``, ``output_head_key`` (the state_dict key of an untied head);
+- the tying strategies of :class:`TyingOptions`, the same for every family: ``head_input``
+  (Press & Wolf's projection P, when configured), ``regularization()`` (its penalty),
+  ``untie_due(step)`` / ``untie_()`` (the split of ``--untie-at-update``).
 
-A family's config dataclass has at least ``vocab_size``, ``padding_idx``,
-``share_decoder_input_output_embed`` and ``max_target_positions``, plus ``replace(**changes)``,
-``with_positions(n)`` (a config that serves n positions, or a UserError) and, for the ablation's
-parameter-matched arm, ``widths()`` and ``at_width(width)``.
+A family's config dataclass derives from :class:`TyingOptions` and has at least ``vocab_size``,
+``padding_idx``, ``share_decoder_input_output_embed`` and ``max_target_positions``, plus
+``replace(**changes)``, ``with_positions(n)`` (a config that serves n positions, or a UserError)
+and, for the ablation's parameter-matched arm, ``widths()`` and ``at_width(width)``. Its
+constructor ends with ``self._finish_build()``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from lmtie.config import field
+from lmtie.errors import UserError
+
+
+@dataclass
+class TyingOptions:
+    """Tying strategies beyond on/off, fields of every family's config (the ablation's arms set them).
+
+    Press & Wolf's penalty: their paper writes lambda * ||P||_2 with lambda = 0.15, their code
+    (ofirpress/UsingTheOutputEmbedding, ptb_word_lm_WT_PR.py) adds tf.nn.l2_loss(P) / (20 * 6.5),
+    half the squared Frobenius norm, to a loss summed over 20-token sequences: ||P||_F^2 / 5200
+    per token. Here the penalty is lambda * ||P||_F^2 per target token, lambda 2e-4 by default.
+    """
+
+    untie_at_update: int = field(
+        0, "tied until update N, then two matrices that start equal, each with the tied matrix's Adam state "
+           "(tied early, untied late); 0: never. A saved config with --no-share-decoder-input-output-embed and "
+           "this set is a model that has split", min=0)
+    init_output_from_embedding: bool = field(
+        False, "untied, but the output matrix starts as an exact copy of embed_tokens (then trains separately)")
+    output_projection: bool = field(
+        False, "a bias-free d x d projection P (starting as the identity) before the output layer, penalised by "
+               "--output-projection-reg (Press & Wolf 2017's projection regularisation)")
+    output_projection_reg: float = field(
+        2e-4, "lambda of the training penalty lambda * ||P||_F^2 per target token (with --output-projection)", min=0)
+
+    def validate_tying(self) -> None:
+        """Refuse combinations that contradict themselves, with the flag to change."""
+        tied = self.share_decoder_input_output_embed  # type: ignore[attr-defined]
+        if self.init_output_from_embedding and tied:
+            raise UserError("--init-output-from-embedding needs an untied model: pass "
+                            "--no-share-decoder-input-output-embed (a tied model has one matrix to start with)")
+        if self.init_output_from_embedding and self.untie_at_update:
+            raise UserError("--init-output-from-embedding and --untie-at-update both set the head from the "
+                            "embedding; pass one")
 
 
 class LanguageModel(nn.Module):
@@ -88,7 +129,7 @@ class LanguageModel(nn.Module):
         Filling the one <pad> column equals adding ``output_bias`` (zeros and that -inf) but skips
         a pass over the whole (..., V) output; the fill also stops gradient into the pad row.
         """
-        logits = nn.functional.linear(features, self.output_weight)
+        logits = nn.functional.linear(self.head_input(features), self.output_weight)
         pad = torch.tensor([self.cfg.padding_idx], device=logits.device)
         return logits.index_fill_(-1, pad, float("-inf"))
 
@@ -116,6 +157,64 @@ class LanguageModel(nn.Module):
     def separate_head(self) -> nn.Parameter | None:
         """The registered output Parameter (None when tied: the embedding is the head)."""
         return dict(self.named_parameters(remove_duplicate=False)).get(self.output_head_key)
+
+    # --- tying strategies (TyingOptions), one implementation for every family ------------------
+    def _finish_build(self) -> None:
+        """What every family's constructor ends with: the output mask, the tying options, the tie check.
+
+        P is created last, as the identity (no random draw), so every other tensor starts as in the
+        plain tied model of the same seed, and so does the function the model computes.
+        """
+        self._register_output_mask()
+        if getattr(self.cfg, "init_output_from_embedding", False):
+            head, emb = self.separate_head(), self.input_embedding.weight
+            if head is None or head.shape != emb.shape:
+                raise UserError(f"--init-output-from-embedding: the output matrix "
+                                f"{list(self.output_weight.shape)} cannot copy embed_tokens {list(emb.shape)}; "
+                                "give them one width")
+            with torch.no_grad():
+                head.copy_(emb)  # keras-hub's "start equal, train separately"
+        if getattr(self.cfg, "output_projection", False):
+            d = self.output_weight.size(1)
+            self.output_projection = nn.Parameter(torch.eye(d))  # (d_out, d_out), applied as x P^T
+        self.check_tie()
+
+    def head_input(self, features: torch.Tensor) -> torch.Tensor:
+        """What the output matrix multiplies: the features, through Press & Wolf's P when configured."""
+        P = getattr(self, "output_projection", None)
+        return features if P is None else nn.functional.linear(features, P)  # (..., d_out) @ P^T
+
+    def regularization(self) -> torch.Tensor | None:
+        """The training penalty per target token, lambda * ||P||_F^2 (see TyingOptions); None without P."""
+        P = getattr(self, "output_projection", None)
+        return None if P is None else self.cfg.output_projection_reg * P.pow(2).sum()
+
+    def untie_due(self, step: int) -> bool:
+        """Whether ``--untie-at-update`` asks for the split now, ``step`` updates done."""
+        k = getattr(self.cfg, "untie_at_update", 0)
+        return self.tied and 0 < k <= step
+
+    def untie_(self) -> nn.Parameter:
+        """Split the tied matrix: register a separate head Parameter under ``output_head_key``
+        holding a copy of the embedding, and return it. From then on the config says untied (and
+        still records ``untie_at_update``), so every checkpoint written after it loads as untied."""
+        if not self.tied:
+            raise RuntimeError("untie_() of a model that is not tied")
+        emb = self.input_embedding.weight
+        head = nn.Parameter(emb.detach().clone(), requires_grad=emb.requires_grad)
+        old, new = self.cfg, self.cfg.replace(share_decoder_input_output_embed=False)
+        for m in self.modules():  # the family's submodules that read the same config object
+            if getattr(m, "cfg", None) is old:
+                m.cfg = new
+        path, _, name = self.output_head_key.rpartition(".")
+        owner = self
+        for part in path.split(".") if path else ():
+            if not hasattr(owner, part):
+                owner.add_module(part, nn.Module())  # e.g. a tied Llama has no lm_head module at all
+            owner = getattr(owner, part)
+        owner.register_parameter(name, head)
+        self.check_tie()
+        return head
 
     def check_tie(self) -> None:
         """Raise if the tie flag and the actual parameters disagree (call after build/load/move/wrap)."""

@@ -19,7 +19,7 @@ from torch import nn
 
 from lmtie.config import MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, field, validate_ranges
 from lmtie.errors import UserError
-from lmtie.models.base import LanguageModel
+from lmtie.models.base import LanguageModel, TyingOptions
 from lmtie.models.registry import register_arch, register_model
 from lmtie.modules.embedding import Embedding
 from lmtie.modules.feedforward import SwiGLU
@@ -31,7 +31,7 @@ _SDPA_HAS_GQA = torch.__version__ >= "2.5"  # enable_gqa appeared in torch 2.5; 
 
 
 @dataclass
-class LlamaConfig:
+class LlamaConfig(TyingOptions):
     """Model hyper-parameters; names shared with ``transformer_lm`` are fairseq's, so ablation flags read alike."""
 
     vocab_size: int = field(0, "vocabulary size (set from the dictionary)", cli=False, min=0, max=MAX_VOCAB)
@@ -78,6 +78,7 @@ class LlamaConfig:
                             f"{d // h}; RoPE rotates channel pairs, so pick an even one")
         if self.vocab_size and not 0 <= self.padding_idx < self.vocab_size:
             raise UserError(f"padding_idx {self.padding_idx} is outside the vocabulary of {self.vocab_size}")
+        self.validate_tying()
 
     def replace(self, **changes) -> "LlamaConfig":
         return dataclasses.replace(self, **changes)
@@ -241,8 +242,7 @@ class LlamaLanguageModel(LanguageModel):
         if not cfg.share_decoder_input_output_embed:
             self.lm_head = nn.Linear(cfg.decoder_embed_dim, cfg.vocab_size, bias=False)
             nn.init.normal_(self.lm_head.weight, mean=0.0, std=cfg.decoder_embed_dim ** -0.5)
-        self._register_output_mask()
-        self.check_tie()
+        self._finish_build()
 
     @property
     def output_weight(self) -> torch.Tensor:

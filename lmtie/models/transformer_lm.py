@@ -17,14 +17,14 @@ from torch import nn
 
 from lmtie.config import MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, field, validate_ranges
 from lmtie.errors import UserError
-from lmtie.models.base import LanguageModel
+from lmtie.models.base import LanguageModel, TyingOptions
 from lmtie.models.registry import register_model
 from lmtie.modules.embedding import Embedding, sinusoidal_table
 from lmtie.modules.kv_cache import KVCache
 
 
 @dataclass
-class TransformerLMConfig:
+class TransformerLMConfig(TyingOptions):
     """Model hyper-parameters; field names follow fairseq's ``transformer_lm``."""
 
     vocab_size: int = field(0, "vocabulary size (set from the dictionary)", cli=False, min=0, max=MAX_VOCAB)
@@ -73,6 +73,7 @@ class TransformerLMConfig:
                 "or pass --no-share-decoder-input-output-embed")
         if self.vocab_size and not 0 <= self.padding_idx < self.vocab_size:
             raise UserError(f"padding_idx {self.padding_idx} is outside the vocabulary of {self.vocab_size}")
+        self.validate_tying()
 
     def replace(self, **changes) -> "TransformerLMConfig":
         return dataclasses.replace(self, **changes)
@@ -250,8 +251,7 @@ class TransformerLanguageModel(LanguageModel):
         super().__init__()
         self.cfg = cfg
         self.decoder = TransformerDecoder(cfg)
-        self._register_output_mask()
-        self.check_tie()
+        self._finish_build()
 
     def features(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         return self.decoder.features(tokens, cache)

@@ -18,14 +18,20 @@ CHUNK_ELEMENTS = 2 ** 23  # logits per chunk (32 MiB in fp32): matmuls of fewer 
 
 def lm_loss(model: nn.Module, source: torch.Tensor, target: torch.Tensor, pad: int,
             label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
-    """(sum of -log p(target) over non-pad targets, in nats; number of those targets)."""
+    """(sum of -log p(target) over non-pad targets, in nats; number of those targets).
+
+    In training mode the model's ``regularization()`` (a per-token penalty, e.g. Press & Wolf's on
+    P) is added once per target token, so the trainer's division by the token count gives
+    mean NLL + penalty; in eval mode the loss is the NLL alone.
+    """
     ntokens = int(target.ne(pad).sum())
     m = unwrap(model)
     # through the wrapper, so DDP prepares its gradient reduction and FSDP gathers the parameters
-    features = model(source, features_only=True)  # (B, T, d_out)
+    features = m.head_input(model(source, features_only=True))  # (B, T, d_out)
     loss = linear_cross_entropy(features.flatten(0, 1), m.output_weight, m.output_bias, target.flatten(), pad,
                                 label_smoothing=label_smoothing)
-    return loss, ntokens
+    penalty = m.regularization() if m.training else None
+    return (loss if penalty is None else loss + ntokens * penalty), ntokens
 
 
 def linear_cross_entropy(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -144,6 +144,21 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, dict
                 optimizer.state[p] = {k: _like(v, p) if k != "step" else v for k, v in state[name].items()}
 
 
+def split_parameter_state(optimizer: torch.optim.Optimizer, model: nn.Module, cfg: OptimizationConfig,
+                          source: torch.Tensor, new_name: str) -> torch.optim.Optimizer:
+    """A fresh optimiser for ``model``, which just gained parameter ``new_name`` as a copy of
+    ``source``: every state carries over by name, and the new one starts with a copy of
+    ``source``'s (both Adam moments and the step), so the run goes on as if it had always held
+    two matrices. Built like the optimiser of a model loaded with both, so a resume matches."""
+    state, _ = optimizer_state(optimizer)
+    names = {id(p): n for g in optimizer.param_groups for n, p in zip(g["param_names"], g["params"])}
+    if names.get(id(source)) in state:
+        state[new_name] = {k: v.clone() for k, v in state[names[id(source)]].items()}
+    fresh = build_optimizer(model, cfg)
+    load_optimizer_state(fresh, state)
+    return fresh
+
+
 def _full(t: torch.Tensor) -> torch.Tensor:
     """A plain tensor: gathers an FSDP2 shard (a collective: every rank calls it in the same order)."""
     return t.full_tensor() if hasattr(t, "full_tensor") else t

@@ -108,8 +108,12 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     model = family.model_class.build(model_cfg)
     if restore is not None:
         _load_weights(model, restore, dictionary, data, ckpt)
+        model_cfg = model.cfg  # a checkpoint written after --untie-at-update's split holds the untied model
     elif init is not None:
         init.load(model, ckpt.reset_output_projection)
+    if info.enabled and getattr(model_cfg, "untie_at_update", 0) and model.untie_due(model_cfg.untie_at_update):
+        raise UserError("--untie-at-update under torchrun: the new head would be unknown to DDP/FSDP; train on one "
+                        "process, or resume from a checkpoint written after the split")
     # the dropout stream must not depend on how many draws initialisation made (an untied head
     # makes more), so the tied and untied arms of an ablation see the same dropout masks
     torch.manual_seed(int(np.random.SeedSequence([run.seed, 1]).generate_state(1)[0]))  # not seed+1's init stream
@@ -227,6 +231,9 @@ def _load_weights(model: LanguageModel, ck: ckpt_io.Checkpoint, dictionary: Dict
                         "of the checkpoint's family or use a new --save-dir")
     saved, now = to_dict(ckpt_io.model_config(ck)), to_dict(model.cfg)
     tie = "share_decoder_input_output_embed"
+    if now[tie] and not saved[tie] and 0 < saved.get("untie_at_update", 0) == now.get("untie_at_update"):
+        model.untie_()  # the run split at --untie-at-update before this checkpoint: continue untied
+        now = to_dict(model.cfg)
     flip = saved[tie] != now[tie]
     if flip and not ckpt.reset_output_projection:
         raise UserError(f"{ck.path}: share_decoder_input_output_embed={saved[tie]} in the checkpoint but not in the "

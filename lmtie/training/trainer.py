@@ -29,7 +29,7 @@ from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.logging import MetricsLogger
 from lmtie.training.optim import (build_optimizer, decay_report, load_optimizer_state, lr_at, optimizer_state,
-                                  plateau_step, scale_and_clip_, set_lr)
+                                  plateau_step, scale_and_clip_, set_lr, split_parameter_state)
 from lmtie.training.recipe import describe as describe_recipe
 from lmtie.training.setup import TrainSetup
 
@@ -196,7 +196,21 @@ class Trainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
+        self._untie_if_due()
         return StepResult(loss_sum, ntokens, grad_norm, skipped=not finite, stop_requested=stop)
+
+    def _untie_if_due(self) -> None:
+        """--untie-at-update K: right after update K the model splits its tied matrix (so every
+        checkpoint from K on holds the split model), and the new head takes the embedding's Adam state."""
+        m = unwrap(self.model)
+        if not getattr(m, "untie_due", lambda step: False)(self.state.step):  # a family without tying options
+            return
+        source = m.input_embedding.weight
+        m.untie_()
+        self.optimizer = split_parameter_state(self.optimizer, m, self.s.optim, source, m.output_head_key)
+        self.s.model_cfg = m.cfg  # saved configs say untied from now on
+        self.logger.message(f"update {self.state.step}: untied the output layer (--untie-at-update); "
+                            f"{m.output_head_key} starts as a copy of the embedding, with its optimiser state")
 
     def _after_update(self, r: StepResult) -> None:
         st = self.state
