@@ -129,8 +129,9 @@ def _settings_text(s: dict) -> str:
              + "; ".join(f"{a}: {d}" for a, d in s["arm_changes"].items()),
              f"- budget per run: {s['budget']}; seeds {', '.join(map(str, s['seeds']))}",
              f"- scored like lmtie-eval-lm on each run's checkpoint_best: {s['scoring']}",
-             f"- train ppl: {s['train_scope']}; Press & Wolf (2017) found tied models' train ppl higher "
-             "(tying regularises): compare the train and valid rows"]
+             f"- train ppl: {s['train_scope']}; Press & Wolf (2017) found the tie raising train ppl in their large "
+             "model with dropout (48.5 vs 37.8 untied) but not in their small one without (36.4 vs 38.0): compare the "
+             "train and valid rows"]
     return "\n".join(lines) + "\n"
 
 
