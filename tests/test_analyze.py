@@ -23,7 +23,8 @@ def ckpts(tmp_path_factory):
         (root / d).mkdir()
     corpus = make_corpus(root / "a", lines=120)
     out = {}
-    for name, tie in (("tied", "--share-decoder-input-output-embed"), ("untied", "--no-share-decoder-input-output-embed")):
+    for name, tie in (("tied", "--share-decoder-input-output-embed"),
+                      ("untied", "--no-share-decoder-input-output-embed")):
         assert train_main([str(corpus), *TINY, "--max-update", "4", "--save-dir", str(root / name), tie]) == 0
         out[name] = root / name / "checkpoint_last.safetensors"
     other = make_corpus(root / "b", lines=40, seed=5)
@@ -97,3 +98,25 @@ def test_bad_input_is_one_line_and_exit_2(ckpts, tmp_path, capsys, case, match):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("lmtie-analyze: error:") and match in err
     assert not (tmp_path / "analysis.json").exists()
+
+
+def test_projection_model_reports_the_effective_output_matrix():
+    from lmtie.ablation import ARMS
+    from lmtie.analysis import analyze_models
+    from lmtie.data import Dictionary
+    from lmtie.models import TransformerLMConfig, build_model
+
+    d = Dictionary()
+    for w in WORDS:
+        d.add_symbol(w)
+    cfg = TransformerLMConfig(vocab_size=len(d), padding_idx=d.pad(), decoder_embed_dim=8, decoder_ffn_embed_dim=16,
+                              decoder_layers=1, decoder_attention_heads=2)
+    model = build_model("transformer_lm", ARMS["tied-pr"](cfg))
+    with torch.no_grad():
+        model.output_projection.mul_(2.0)  # W P = 2 W: the same directions, twice the singular values
+        r = analyze_models([("pr", model)], d, AnalyzeConfig(output="unused", pairs=50))
+    (c,) = r["checkpoints"]
+    assert set(c["matrices"]) == {"tied", "output@P"}
+    assert c["matrices"]["output@P"]["singular_values"] == pytest.approx(
+        [2 * s for s in c["matrices"]["tied"]["singular_values"]], rel=1e-5)
+    assert r["rank_correlations"][0]["spearman"] == pytest.approx(1.0)

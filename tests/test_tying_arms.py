@@ -5,6 +5,9 @@ checkpoint (weights, loss and both Adam moments), and resuming on either side of
 """
 
 import json
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
@@ -17,7 +20,7 @@ from lmtie.cli.train import main as train_main
 from lmtie.errors import UserError
 from lmtie.models import LlamaConfig, TransformerLMConfig, archs_of, build_model
 from lmtie.training.criterion import lm_loss
-from train_helpers import TINY, make_corpus, metrics
+from train_helpers import TINY, env, make_corpus, metrics, run_train, train_cmd
 
 FAMILY_NAMES = ["llama", "transformer_lm"]  # the decoder-only families (the head keys below are theirs)
 HEAD = {"transformer_lm": "decoder.embed_out", "llama": "lm_head.weight"}
@@ -103,6 +106,24 @@ def test_resume_before_and_after_the_split_is_bit_identical(corpus, tmp_path, fa
         assert again == [r["loss"] for r in metrics(straight)][-len(again):]
 
 
+def test_sigkill_after_the_split_then_resume_is_bit_identical(corpus, tmp_path):
+    common = [str(corpus), *TINY, "--share-decoder-input-output-embed", "--untie-at-update", "15",
+              "--max-update", "150", "--seed", "7", "--save-interval-updates", "10"]
+    run_train(*common, "--save-dir", str(tmp_path / "straight"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(*common, "--save-dir", str(killed)), env=env())
+    deadline = time.time() + 120
+    while not list(killed.glob("checkpoint_*_20.safetensors")) and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 20 <= ckpt_io.load(killed / "checkpoint_last.safetensors").train_state["step"] < 150
+    run_train(*common, "--save-dir", str(killed))
+    _assert_same(_state(tmp_path / "straight" / "checkpoint_last.safetensors"),
+                 _state(killed / "checkpoint_last.safetensors"))
+
+
 def test_split_model_loads_for_inference_as_untied(corpus, tmp_path):
     train(corpus, tmp_path, "transformer_lm", "--share-decoder-input-output-embed", "--untie-at-update", "2",
           "--max-update", "3")
@@ -117,7 +138,8 @@ def test_untie_registers_a_copy_and_counts_both_matrices():
         tied_total = model.num_parameters()["total"]
         assert not model.untie_due(3) and model.untie_due(4)
         head = model.untie_()
-        assert torch.equal(head, model.input_embedding.weight) and head.data_ptr() != model.input_embedding.weight.data_ptr()
+        emb = model.input_embedding.weight
+        assert torch.equal(head, emb) and head.data_ptr() != emb.data_ptr()
         assert model.output_weight is head and not model.tied and not model.untie_due(5)
         assert model.num_parameters()["total"] == tied_total + V * D
         assert HEAD[family] in model.state_dict()

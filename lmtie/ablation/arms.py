@@ -96,20 +96,23 @@ def resolve_arms(names: str | list[str]) -> dict[str, ArmFn]:
 
 
 def _arm(name: str, listed: list[str]) -> ArmFn:
+    """The arm function of ``name``; ``name:value`` binds the value of an arm with a parameter."""
     base, sep, value = name.partition(":")
+    where = f"--arms {','.join(listed)}"
     if base not in ARMS or bool(sep) != (base in ARM_PARAMS):
         why = (f"arm {base} takes a value ({base}:N)" if base in ARM_PARAMS
                else f"arm {base} takes no value" if base in ARMS else f"unknown arm {name}")
-        raise UserError(f"--arms {','.join(listed)}: {why}; {_choices()}")
+        raise UserError(f"{where}: {why}; {_choices()}")
     if not sep:
         return ARMS[name]
     kind = ARM_PARAMS[base]
     try:
         parsed = kind(value)
     except ValueError:
-        raise UserError(f"--arms {','.join(listed)}: {name}: {value!r} is not {'an integer' if kind is int else kind.__name__}")
+        raise UserError(f"{where}: {name}: {value!r} is not {'an integer' if kind is int else 'a ' + kind.__name__}")
     if kind is int and parsed < 1:
-        raise UserError(f"--arms {','.join(listed)}: {name}: the value must be >= 1")
+        raise UserError(f"{where}: {name}: the value must be >= 1")
+
     @functools.wraps(ARMS[base])
     def arm(cfg):
         return ARMS[base](cfg, parsed)

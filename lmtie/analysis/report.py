@@ -33,12 +33,12 @@ def word_rows(dictionary) -> torch.Tensor:
 
 def matrices(model) -> dict[str, torch.Tensor]:
     """The (V, d) matrices of a model by role: ``tied``, or ``input`` and ``output``; with Press &
-    Wolf's projection P also ``output·P``, the matrix the features effectively meet (h P^T W^T)."""
+    Wolf's projection P also ``output@P``, the matrix the features effectively meet (h P^T W^T)."""
     emb, out = model.input_embedding.weight.detach().float(), model.output_weight.detach().float()
     found = {"tied": emb} if model.tied else {"input": emb, "output": out}
     P = getattr(model, "output_projection", None)
     if P is not None:
-        found["output·P"] = out @ P.detach().float()  # (V, d) @ (d, d)
+        found["output@P"] = out @ P.detach().float()  # (V, d) @ (d, d)
     return found
 
 
@@ -123,7 +123,7 @@ def fmt(x, spec="{:.3f}") -> str:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"# Embedding analysis\n", f"{r['words']:,} word rows (special symbols left out), {r['pairs']:,} word "
+    lines = ["# Embedding analysis\n", f"{r['words']:,} word rows (special symbols left out), {r['pairs']:,} word "
              f"pairs (seed {r['seed']}).\n", "## Matrices\n",
              "| checkpoint | matrix | shape | top singular value | effective rank | pad-row norm | mean row norm |",
              "|---|---|---|---|---|---|---|"]
@@ -132,8 +132,8 @@ def markdown(r: dict) -> str:
             lines.append(f"| {c['label']} | {role} | {m['shape'][0]} x {m['shape'][1]} | "
                          f"{fmt(m['singular_values'][0])} | {fmt(m['effective_rank'], '{:.1f}')} | "
                          f"{fmt(m['pad_row_norm'], '{:.3g}')} | {fmt(m['mean_row_norm'])} |")
-    lines += ["", "Mean cosine of matching input/output rows (untied): " + "; ".join(
-        f"{c['label']} {fmt(c['row_cosine'])}" for c in r["checkpoints"] if not c["tied"]) or "no untied checkpoint", ""]
+    untied = "; ".join(f"{c['label']} {fmt(c['row_cosine'])}" for c in r["checkpoints"] if not c["tied"])
+    lines += ["", f"Mean cosine of matching input/output rows (untied): {untied or 'no untied checkpoint'}", ""]
     lines += ["## Rank correlation of pairwise similarities (Spearman)\n", "| a | b | rho |", "|---|---|---|"]
     lines += [f"| {c['a']} | {c['b']} | {fmt(c['spearman'])} |" for c in r["rank_correlations"]]
     if r["press_wolf"]:
