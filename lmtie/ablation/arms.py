@@ -39,23 +39,51 @@ def register_arm(name: str, param: type | None = None) -> Callable[[ArmFn], ArmF
 
 @register_arm("tied")
 def tied(base):
-    return base.replace(share_decoder_input_output_embed=True)
+    """The output layer is the (decoder's) input embedding."""
+    return _ties(base, decoder=True)
 
 
 @register_arm("untied")
 def untied(base):
-    return base.replace(share_decoder_input_output_embed=False)
+    """Every matrix its own (in translation: source embedding, target embedding and output layer)."""
+    return _ties(base, decoder=False)
+
+
+@register_arm("all-tied")
+def all_tied(base):
+    """Translation's ``--share-all-embeddings``: one matrix embeds the source and the target and is the output
+    layer (needs a joined dictionary)."""
+    if not hasattr(base, "share_all_embeddings"):
+        raise UserError(f"arm all-tied: the {family_of_config(base).name} family has a single embedding; "
+                        "all-tied is for encoder-decoder models (use tied)")
+    return _ties(base, decoder=True, everything=True)
+
+
+def _most_shared(base):
+    """The tied model the matched arm is sized to: all-tied for an encoder-decoder on a joined dictionary
+    (the smallest of the three), else tied."""
+    joined = getattr(base, "src_vocab_size", None) == getattr(base, "tgt_vocab_size", 0)
+    return all_tied(base) if hasattr(base, "share_all_embeddings") and joined else tied(base)
+
+
+def _ties(base, decoder: bool, everything: bool = False):
+    """``base`` with the decoder tie set, and the all-embeddings tie (where the family has one) set or cleared."""
+    changes = {"share_decoder_input_output_embed": decoder}
+    if hasattr(base, "share_all_embeddings"):
+        changes["share_all_embeddings"] = everything
+    return base.replace(**changes)
 
 
 @register_arm("untied-matched")
 def untied_matched(base):
-    """Untied, with the width shrunk until its unique parameters are closest to the tied model's.
+    """Untied, with the width shrunk until its unique parameters are closest to the tied model's (in
+    translation on a joined dictionary: the all-tied model's).
 
     Separates "tying helps" from "fewer parameters help": the two models then have (nearly) the
     same budget. The family says which widths exist (``widths()``) and what else scales with the
     width (``at_width``).
     """
-    target = unique_parameters(tied(base))
+    target = unique_parameters(_most_shared(base))
     candidates = [untied(base.at_width(w)) for w in base.widths()]
     return min(candidates, key=lambda cfg: (abs(unique_parameters(cfg) - target), cfg.decoder_embed_dim))
 
