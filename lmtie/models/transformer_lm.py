@@ -1,6 +1,6 @@
 """A decoder-only Transformer language model whose input embedding can double as its output layer.
 
-Reads top to bottom: config, attention, feed-forward, block, decoder, model.
+Reads top to bottom: config, decoder, model; the layers are lmtie/modules' (attention, feed-forward, block).
 The tie is one line in :class:`TransformerDecoder` (Press & Wolf 2017; Inan et al. 2017).
 """
 
@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lmtie.config import MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, field, validate_ranges
 from lmtie.errors import UserError
 from lmtie.models.base import LanguageModel, TyingOptions
 from lmtie.models.registry import register_model
-from lmtie.modules.embedding import Embedding, sinusoidal_table
+from lmtie.modules.embedding import Embedding, TiedOutput, register_positions
+from lmtie.modules.init import xavier_linears_
 from lmtie.modules.kv_cache import KVCache
+from lmtie.modules.transformer_layer import TransformerLayer
 
 
 @dataclass
@@ -103,118 +104,34 @@ class TransformerLMConfig(TyingOptions):
                             decoder_output_dim=follow(self.decoder_output_dim))
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention through ``F.scaled_dot_product_attention``."""
-
-    def __init__(self, cfg: TransformerLMConfig):
-        super().__init__()
-        d = cfg.decoder_embed_dim
-        self.num_heads = cfg.decoder_attention_heads
-        self.qkv = nn.Linear(d, 3 * d)
-        self.out_proj = nn.Linear(d, d)
-        self.attention_dropout = cfg.attention_dropout
-
-    def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.num_heads, C // self.num_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
-        mask, causal = None, True
-        if cache is not None:
-            k, v, mask, causal = cache.attend(layer, k, v)  # (B, H, past + T, hd)
-        p = self.attention_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
-
-
-_ACTIVATIONS = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "gelu_accurate": lambda x: F.gelu(x, approximate="tanh"),
-    "silu": F.silu,
-}
-
-
-class FeedForward(nn.Module):
-    def __init__(self, cfg: TransformerLMConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(cfg.decoder_embed_dim, cfg.decoder_ffn_embed_dim)
-        self.fc2 = nn.Linear(cfg.decoder_ffn_embed_dim, cfg.decoder_embed_dim)
-        self.activation = _ACTIVATIONS[cfg.activation_fn]
-        self.activation_dropout = nn.Dropout(cfg.activation_dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_dropout(self.activation(self.fc1(x))))
-
-
-class TransformerBlock(nn.Module):
-    """Pre-norm block; fairseq forces pre-norm for LMs ("not stable without this")."""
-
-    def __init__(self, cfg: TransformerLMConfig):
-        super().__init__()
-        self.self_attn_layer_norm = nn.LayerNorm(cfg.decoder_embed_dim)
-        self.self_attn = CausalSelfAttention(cfg)
-        self.final_layer_norm = nn.LayerNorm(cfg.decoder_embed_dim)
-        self.ffn = FeedForward(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), layer, cache))
-        return x + self.dropout(self.ffn(self.final_layer_norm(x)))
-
-
-class TransformerDecoder(nn.Module):
-    """Embeddings, blocks and the output projection; ``embed_out`` is the output weight."""
+class TransformerDecoder(TiedOutput, nn.Module):
+    """Embeddings, blocks and the output projection; ``embed_out`` is the output weight, the
+    embedding itself when tied (the one line of the tie: ``tied_output`` below)."""
 
     def __init__(self, cfg: TransformerLMConfig):
         super().__init__()
         if cfg.vocab_size <= 0:
             raise UserError("vocab_size must be set (build the model from a Dictionary or pass vocab_size)")
         self.cfg = cfg
+        self.tied_output = cfg.share_decoder_input_output_embed
         d, d_in, d_out = cfg.decoder_embed_dim, cfg.decoder_input_dim, cfg.decoder_output_dim
         self.embed_tokens = Embedding(cfg.vocab_size, d_in, cfg.padding_idx)
         self.embed_scale = 1.0 if cfg.no_scale_embedding else math.sqrt(d_in)  # Vaswani et al. 2017, sec. 3.4
         self.project_in_dim = nn.Linear(d_in, d, bias=False) if d_in != d else None
-        self._build_positions(cfg)
-        self.layernorm_embedding = nn.LayerNorm(d) if cfg.layernorm_embedding else None
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.decoder_layers))
-        self.layer_norm = None if cfg.no_decoder_final_norm else nn.LayerNorm(d)
-        self.project_out_dim = nn.Linear(d, d_out, bias=False) if d_out != d else None
-        self._init_linear_layers()
-        if not cfg.share_decoder_input_output_embed:
-            self.embed_out = nn.Parameter(torch.empty(cfg.vocab_size, d_out))
-            nn.init.normal_(self.embed_out, mean=0.0, std=d_out ** -0.5)  # same scale as the tied matrix
-
-    @property
-    def embed_out(self) -> nn.Parameter:
-        """The output projection weight [V, d_out]; when tied it *is* ``embed_tokens.weight``.
-
-        The tie (Press & Wolf 2017; Inan et al. 2017) is structural: the tied model registers no
-        second Parameter, so ``parameters()`` and ``state_dict()`` hold the matrix once and no
-        load, device move or re-initialisation can split it.
-        """
-        if self.cfg.share_decoder_input_output_embed:
-            return self.embed_tokens.weight
-        if self._parameters.get("embed_out") is None:
-            raise AttributeError("embed_out")  # not built yet: lets nn.Module register it
-        return self._parameters["embed_out"]
-
-    def _build_positions(self, cfg: TransformerLMConfig) -> None:
-        d = cfg.decoder_embed_dim
         if cfg.no_token_positional_embeddings:
             self.embed_positions = None
-        elif cfg.decoder_learned_pos:
-            self.embed_positions = nn.Parameter(torch.empty(cfg.max_target_positions, d))
-            nn.init.normal_(self.embed_positions, mean=0.0, std=d ** -0.5)
         else:
-            self.register_buffer("embed_positions", sinusoidal_table(cfg.max_target_positions, d), persistent=False)
-
-    def _init_linear_layers(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+            register_positions(self, cfg.max_target_positions, d, cfg.decoder_learned_pos)
+        self.layernorm_embedding = nn.LayerNorm(d) if cfg.layernorm_embedding else None
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(TransformerLayer(  # pre-norm: fairseq forces it for LMs ("not stable without")
+            d, cfg.decoder_attention_heads, cfg.decoder_ffn_embed_dim, activation_fn=cfg.activation_fn,
+            dropout=cfg.dropout, attention_dropout=cfg.attention_dropout, activation_dropout=cfg.activation_dropout,
+            normalize_before=True) for _ in range(cfg.decoder_layers))
+        self.layer_norm = None if cfg.no_decoder_final_norm else nn.LayerNorm(d)
+        self.project_out_dim = nn.Linear(d, d_out, bias=False) if d_out != d else None
+        xavier_linears_(self)
+        self.add_output_matrix(cfg.vocab_size, d_out)
 
     def features(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """(B, T) token ids -> (B, T, decoder_output_dim) features for the output projection."""

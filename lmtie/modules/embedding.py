@@ -32,3 +32,39 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
     if dim % 2 == 1:
         table = torch.cat([table, torch.zeros(num_positions, 1)], dim=1)
     return table
+
+
+def register_positions(module: nn.Module, num_positions: int, dim: int, learned: bool) -> None:
+    """Give ``module`` an ``embed_positions`` table [num_positions, dim]: a learned Parameter ~ N(0, dim^-0.5),
+    or sinusoids as a non-persistent buffer (derived from the config, never stored in a checkpoint)."""
+    if learned:
+        module.embed_positions = nn.Parameter(torch.empty(num_positions, dim))
+        nn.init.normal_(module.embed_positions, mean=0.0, std=dim ** -0.5)
+    else:
+        module.register_buffer("embed_positions", sinusoidal_table(num_positions, dim), persistent=False)
+
+
+class TiedOutput:
+    """Mixin for a decoder module with ``embed_tokens``: ``embed_out`` is its output matrix [V, d_out].
+
+    When ``tied_output`` it *is* ``embed_tokens.weight`` (Press & Wolf 2017; Inan et al. 2017), and the
+    tie is structural: no second Parameter is registered, so ``parameters()`` and ``state_dict()``
+    hold the matrix once and no load, device move or re-initialisation can split it.
+    """
+
+    tied_output: bool = False
+
+    @property
+    def embed_out(self) -> nn.Parameter:
+        if self.tied_output:
+            return self.embed_tokens.weight
+        if self._parameters.get("embed_out") is None:
+            raise AttributeError("embed_out")  # not built yet: lets nn.Module register it
+        return self._parameters["embed_out"]
+
+    def add_output_matrix(self, vocab_size: int, dim: int) -> None:
+        """Register the untied head, drawn at the tied matrix's scale. Called last, so at one seed the
+        tied and untied models share every other tensor."""
+        if not self.tied_output:
+            self.embed_out = nn.Parameter(torch.empty(vocab_size, dim))
+            nn.init.normal_(self.embed_out, mean=0.0, std=dim ** -0.5)

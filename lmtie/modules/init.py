@@ -44,3 +44,12 @@ def he_normal_(tensor: torch.Tensor, fan_in: int | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Var(w) = 2/n (He et al. 2015), for ReLU units; returns ``tensor``."""
     return _scaled_normal_(tensor, 2.0, fan_in, generator)
+
+
+def xavier_linears_(module: torch.nn.Module) -> None:
+    """Every Linear inside ``module``: Xavier-uniform weights and zero biases, as fairseq's Transformers."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)

@@ -37,3 +37,7 @@ class KVCache:
             return k, v, None, True
         mask = None if T == 1 else torch.ones(T, past + T, dtype=torch.bool, device=k.device).tril(past)
         return k, v, mask, False
+
+    def reorder(self, order: torch.Tensor) -> None:
+        """Keep, in place, the batch rows ``order`` names (beam search: the hypotheses that survive a step)."""
+        self.kv = self.kv.index_select(2, order)
