@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from lmtie import checkpoint as ckpt_io
-from lmtie.models import FAMILIES, archs_of
+from lmtie.models import archs_of, families_for
 from train_helpers import TINY, env, make_corpus, metrics, run_train
 
 COMMON = [*TINY, "--dropout", "0", "--max-update", "6", "--log-interval", "1", "--seed", "3",
           "--share-decoder-input-output-embed", "--validate-interval-updates", "3"]
 
 
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
+@pytest.fixture(scope="module", params=families_for("language_modeling"))
 def runs(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(f"dist-{request.param}")
     corpus = make_corpus(root)

@@ -1,7 +1,9 @@
 """The model protocol: what the trainer, evaluator, checkpoint I/O, FSDP plan and ablation may use.
 
-Every model family subclasses :class:`LanguageModel` and registers itself (``registry.py``);
-nothing outside ``lmtie/models`` names a concrete family. The protocol, in one place:
+Every language-model family subclasses :class:`LanguageModel` and registers itself (``registry.py``);
+encoder-decoder families subclass ``seq2seq.EncoderDecoderModel`` (its own protocol, in seq2seq.py);
+both share :class:`TokenModel`. Nothing outside ``lmtie/models`` names a concrete family. The
+language-model protocol, in one place:
 
 - ``build(cfg, dictionary)``: the model of a config, sized to a dictionary (vocabulary, <pad>);
 - ``features(tokens, cache=None)``: (B, T) ids -> (B, T, d_out), the input of the output layer;
@@ -70,13 +72,70 @@ class TyingOptions:
                             "embedding; pass one")
 
 
-class LanguageModel(nn.Module):
-    """Base of every model family; subclasses set ``config_class`` and implement the abstract parts."""
+class TokenModel(nn.Module):
+    """What every family shares, decoder-only or encoder-decoder: an output matrix over a vocabulary whose
+    <pad> logit is masked, unique-parameter counts (a shared matrix once) and the separate head's lookup."""
 
+    task: ClassVar[str] = ""  # the task the family serves: "language_modeling" or "translation"
     family: ClassVar[str] = ""  # set by registry.register_model
     config_class: ClassVar[type]
     output_head_key: ClassVar[str]  # state_dict key of the separate output matrix when untied
     cfg: Any
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embedding_parameters(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def head_input(self, features: torch.Tensor) -> torch.Tensor:
+        """What the output matrix multiplies: the features (a language model may project them first)."""
+        return features
+
+    def _register_output_mask(self, vocab_size: int, padding_idx: int) -> None:
+        """<pad> is never a target: a -inf logit gives it probability 0, so the output never sends
+        gradient to its row and a tied pad row stays exactly zero (fairseq issue 4633)."""
+        bias = torch.zeros(vocab_size)
+        bias[padding_idx] = float("-inf")
+        self.register_buffer("output_bias", bias, persistent=False)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., d_out) features -> (..., V) logits, with <pad> at -inf.
+
+        Filling the one <pad> column equals adding ``output_bias`` (zeros and that -inf) but skips
+        a pass over the whole (..., V) output; the fill also stops gradient into the pad row.
+        """
+        logits = nn.functional.linear(self.head_input(features), self.output_weight)
+        pad = torch.tensor([self.cfg.padding_idx], device=logits.device)
+        return logits.index_fill_(-1, pad, float("-inf"))
+
+    def _cache_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where a cache lives and its dtype: the autocast dtype under autocast, else the weights'."""
+        p = self.output_weight
+        autocast = torch.is_autocast_enabled(p.device.type)
+        return p.device, (torch.get_autocast_dtype(p.device.type) if autocast else p.dtype)
+
+    def num_parameters(self) -> dict[str, int]:
+        """Unique parameters, a tied matrix counted once.
+
+        ``embedding`` is the token embedding(s), a separate output matrix and learned positions
+        (Kaplan et al. 2020 leave all three out of the "non-embedding" count).
+        """
+        unique = {id(p): p for p in self.parameters()}
+        emb = sum(p.numel() for p in {id(p): p for p in self.embedding_parameters()}.values())
+        total = sum(p.numel() for p in unique.values())
+        return {"total": total, "embedding": emb, "non_embedding": total - emb}
+
+    def separate_head(self) -> nn.Parameter | None:
+        """The registered output Parameter (None when tied: the embedding is the head)."""
+        return dict(self.named_parameters(remove_duplicate=False)).get(self.output_head_key)
+
+
+class LanguageModel(TokenModel):
+    """Base of every decoder-only family; subclasses set ``config_class`` and implement the abstract parts."""
+
+    task: ClassVar[str] = "language_modeling"
 
     @classmethod
     def build(cls, cfg, dictionary=None) -> "LanguageModel":
@@ -91,10 +150,6 @@ class LanguageModel(nn.Module):
 
     @property
     def input_embedding(self) -> nn.Embedding:
-        raise NotImplementedError
-
-    @property
-    def output_weight(self) -> torch.Tensor:
         raise NotImplementedError
 
     def new_cache(self, batch_size: int, max_len: int):
@@ -117,46 +172,11 @@ class LanguageModel(nn.Module):
         return int(self.cfg.max_target_positions)
 
     def _register_output_mask(self) -> None:
-        """<pad> is never a target: a -inf logit gives it probability 0, so the output never sends
-        gradient to its row and a tied pad row stays exactly zero (fairseq issue 4633)."""
-        bias = torch.zeros(self.cfg.vocab_size)
-        bias[self.cfg.padding_idx] = float("-inf")
-        self.register_buffer("output_bias", bias, persistent=False)
-
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., d_out) features -> (..., V) logits, with <pad> at -inf.
-
-        Filling the one <pad> column equals adding ``output_bias`` (zeros and that -inf) but skips
-        a pass over the whole (..., V) output; the fill also stops gradient into the pad row.
-        """
-        logits = nn.functional.linear(self.head_input(features), self.output_weight)
-        pad = torch.tensor([self.cfg.padding_idx], device=logits.device)
-        return logits.index_fill_(-1, pad, float("-inf"))
+        super()._register_output_mask(self.cfg.vocab_size, self.cfg.padding_idx)
 
     def forward(self, tokens: torch.Tensor, cache=None, features_only: bool = False) -> torch.Tensor:
         features = self.features(tokens, cache)
         return features if features_only else self.logits(features)
-
-    def _cache_dtype(self) -> tuple[torch.device, torch.dtype]:
-        """Where a cache lives and its dtype: the autocast dtype under autocast, else the weights'."""
-        p = self.input_embedding.weight
-        autocast = torch.is_autocast_enabled(p.device.type)
-        return p.device, (torch.get_autocast_dtype(p.device.type) if autocast else p.dtype)
-
-    def num_parameters(self) -> dict[str, int]:
-        """Unique parameters, a tied matrix counted once.
-
-        ``embedding`` is the token embedding, a separate output matrix and learned positions
-        (Kaplan et al. 2020 leave all three out of the "non-embedding" count).
-        """
-        unique = {id(p): p for p in self.parameters()}
-        emb = sum(p.numel() for p in {id(p): p for p in self.embedding_parameters()}.values())
-        total = sum(p.numel() for p in unique.values())
-        return {"total": total, "embedding": emb, "non_embedding": total - emb}
-
-    def separate_head(self) -> nn.Parameter | None:
-        """The registered output Parameter (None when tied: the embedding is the head)."""
-        return dict(self.named_parameters(remove_duplicate=False)).get(self.output_head_key)
 
     # --- tying strategies (TyingOptions), one implementation for every family ------------------
     def _finish_build(self) -> None:

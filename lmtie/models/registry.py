@@ -1,7 +1,8 @@
 """Model families and their named sizes (``--arch``), looked up by name.
 
-A family is a :class:`~lmtie.models.base.LanguageModel` subclass registered with
-``@register_model("name")``; its config dataclass gives the command-line flags, and its presets
+A family is a :class:`~lmtie.models.base.LanguageModel` subclass (or an encoder-decoder
+:class:`~lmtie.models.seq2seq.EncoderDecoderModel`) registered with
+``@register_model("name", task=...)``; the task says what it models (``families_for(task)``); its config dataclass gives the command-line flags, and its presets
 are ``@register_arch("arch_name", "family")`` functions returning field overrides. Checkpoints
 record the family's name (``config["model_family"]``); loading looks it up here.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lmtie.errors import UserError
-from lmtie.models.base import LanguageModel
+from lmtie.models.base import TokenModel
 
 DEFAULT_FAMILY = "transformer_lm"  # what a checkpoint without "model_family" holds (lmtie 0.1)
 
@@ -21,7 +22,8 @@ DEFAULT_FAMILY = "transformer_lm"  # what a checkpoint without "model_family" ho
 @dataclass(frozen=True)
 class Family:
     name: str
-    model_class: type[LanguageModel]
+    model_class: type[TokenModel]
+    task: str = "language_modeling"
 
     @property
     def config_class(self) -> type:
@@ -32,14 +34,17 @@ FAMILIES: dict[str, Family] = {}
 ARCHS: dict[str, tuple[str, Callable[[], dict]]] = {}  # arch -> (family, overrides)
 
 
-def register_model(name: str):
-    """Class decorator: make a LanguageModel subclass a family named ``name``."""
+def register_model(name: str, task: str = "language_modeling"):
+    """Class decorator: make a model class a family named ``name`` serving ``task``; the class's own
+    ``task`` must agree (a LanguageModel models language, an EncoderDecoderModel translates)."""
 
-    def wrap(cls: type[LanguageModel]) -> type[LanguageModel]:
+    def wrap(cls: type[TokenModel]) -> type[TokenModel]:
         if name in FAMILIES and FAMILIES[name].model_class is not cls:
             raise ValueError(f"model family {name!r} is already registered")
+        if cls.task != task:
+            raise ValueError(f"model family {name!r}: {cls.__name__}.task is {cls.task!r}, registered for {task!r}")
         cls.family = name
-        FAMILIES[name] = Family(name, cls)
+        FAMILIES[name] = Family(name, cls, task)
         return cls
 
     return wrap
@@ -55,6 +60,11 @@ def register_arch(name: str, family: str):
         return fn
 
     return wrap
+
+
+def families_for(task: str) -> list[str]:
+    """The names of the families serving ``task``, sorted."""
+    return sorted(name for name, f in FAMILIES.items() if f.task == task)
 
 
 def get_family(name: str) -> Family:
@@ -96,8 +106,16 @@ def config_fields(family: str) -> list[str]:
     return [f.name for f in dataclasses.fields(get_family(family).config_class)]
 
 
-def build_model(family: str, cfg, dictionary=None) -> LanguageModel:
-    """The model of ``cfg`` in ``family`` (sized to ``dictionary`` if given), its tie checked."""
-    model = get_family(family).model_class.build(cfg, dictionary)
+def build_model(family: str, cfg, dictionary=None, src_dictionary=None) -> TokenModel:
+    """The model of ``cfg`` in ``family`` (sized to the dictionaries given), its tie checked.
+
+    ``dictionary`` is the target side (a language model's only one); a translation family also takes
+    the source side's, and without one uses ``dictionary`` for both (a joined dictionary).
+    """
+    fam = get_family(family)
+    if fam.task == "translation":
+        model = fam.model_class.build(cfg, dictionary if src_dictionary is None else src_dictionary, dictionary)
+    else:
+        model = fam.model_class.build(cfg, dictionary)
     model.check_tie()
     return model

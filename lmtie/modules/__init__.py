@@ -9,8 +9,9 @@ from lmtie.modules.init import fan_in, he_normal_, lecun_normal_, xavier_linears
 from lmtie.modules.norms import RMSNorm
 from lmtie.modules.rotary import apply_rotary, rotary_tables
 from lmtie.modules.sharing import SharedKernelConv2d, TiedAutoencoder
-from lmtie.modules.transformer_layer import TransformerLayer
+from lmtie.modules.transformer_layer import TransformerDecoderLayer, TransformerLayer
 
 __all__ = ["CrossAttention", "Embedding", "FeedForward", "KVCache", "RMSNorm", "SelfAttention", "SharedKernelConv2d",
-           "SwiGLU", "TiedAutoencoder", "TiedOutput", "TransformerLayer", "apply_rotary", "fan_in", "he_normal_",
-           "lecun_normal_", "register_positions", "rotary_tables", "sinusoidal_table", "xavier_linears_"]
+           "SwiGLU", "TiedAutoencoder", "TiedOutput", "TransformerDecoderLayer", "TransformerLayer", "apply_rotary",
+           "fan_in", "he_normal_", "lecun_normal_", "register_positions", "rotary_tables", "sinusoidal_table",
+           "xavier_linears_"]

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from lmtie.modules.attention import SelfAttention
+from lmtie.modules.attention import CrossAttention, SelfAttention
 from lmtie.modules.feedforward import FeedForward
 from lmtie.modules.kv_cache import KVCache
 
@@ -37,4 +37,20 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None,
                 key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = self.residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, layer, cache, key_padding_mask))
+        return self.residual(x, self.final_layer_norm, self.ffn)
+
+
+class TransformerDecoderLayer(TransformerLayer):
+    """A causal layer with cross-attention between self-attention and the feed-forward layer (Vaswani et al.
+    2017, sec. 3.1); the keys and values of the encoder output (``memory``) come projected by the caller."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, *, encoder_dim: int, **kwargs):
+        super().__init__(dim, heads, ffn_dim, causal=True, **kwargs)
+        self.encoder_attn = CrossAttention(dim, heads, encoder_dim, self.self_attn.attention_dropout)
+        self.encoder_attn_layer_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None, *,
+                memory: tuple[torch.Tensor, torch.Tensor], padding_mask: torch.Tensor) -> torch.Tensor:
+        x = self.residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, layer, cache))
+        x = self.residual(x, self.encoder_attn_layer_norm, lambda h: self.encoder_attn(h, *memory, padding_mask))
         return self.residual(x, self.final_layer_norm, self.ffn)
