@@ -8,7 +8,8 @@ Layout of ``checkpoint_*.safetensors``:
   model bytes (SentencePiece), so a checkpoint can encode raw text on its own;
 - header metadata (JSON strings): ``config`` (every component's config and ``model_family``,
   the registered name that rebuilds the model), ``dictionary``
-  (dict.txt text), ``tokenizer`` (name and hash), ``train_state`` (step, epoch, data position,
+  (dict.txt text; the target side's for a translation model), ``src_dictionary`` (a translation
+  model's source dict.txt, absent for language models), ``tokenizer`` (name and hash), ``train_state`` (step, epoch, data position,
   best metric, Python/NumPy RNG), ``optim_groups`` (hyper-parameters per group).
 
 Loading reads only safetensors, which cannot execute code; a file that is anything else
@@ -53,6 +54,7 @@ class Checkpoint:
     optim_groups: list[dict] = field(default_factory=list)
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
     path: Path | None = None
+    src_dictionary: Dictionary | None = None  # a translation model's source side (``dictionary`` is the target's)
 
 
 def resolve(path: str | os.PathLike) -> Path:
@@ -84,6 +86,8 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "train_state": json.dumps(ckpt.train_state),
         "optim_groups": json.dumps(ckpt.optim_groups),
     }
+    if ckpt.src_dictionary is not None:
+        meta["src_dictionary"] = ckpt.src_dictionary.to_text()
     with atomic_path(path) as tmp:
         write_safetensors(tmp, tensors, meta)
     return path
@@ -167,9 +171,8 @@ def _from_parts(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Che
     if not isinstance(meta.get("dictionary"), str):
         raise UserError(f"{path}: the header has no 'dictionary'; the checkpoint is incomplete or not written by "
                         "lmtie-train")
-    dictionary = Dictionary()
-    for lineno, line in enumerate(meta["dictionary"].splitlines(), start=1):
-        dictionary._add_file_line(path, lineno, line)
+    if not isinstance(meta.get("src_dictionary", ""), str):
+        raise UserError(f"{path}: header 'src_dictionary' is not dict.txt text; the checkpoint is damaged")
     tokenizer = _header_json(path, meta, "tokenizer", dict)
     if not isinstance(tokenizer.get("name", ""), str):
         raise UserError(f"{path}: header 'tokenizer' has a name that is not a string ({tokenizer['name']!r})")
@@ -188,7 +191,8 @@ def _from_parts(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Che
     return Checkpoint(
         model_state={k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
         config=config,
-        dictionary=dictionary,
+        dictionary=_dictionary(path, meta["dictionary"]),
+        src_dictionary=_dictionary(path, meta["src_dictionary"]) if "src_dictionary" in meta else None,
         tokenizer=tokenizer,
         tokenizer_model=None if blob is None else blob.numpy().tobytes(),
         train_state=_header_json(path, meta, "train_state", dict),
@@ -197,6 +201,13 @@ def _from_parts(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Che
         rng={k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.")},
         path=path,
     )
+
+
+def _dictionary(path: Path, text: str) -> Dictionary:
+    d = Dictionary()
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        d._add_file_line(path, lineno, line)
+    return d
 
 
 def _header_json(path: Path, meta: dict, key: str, kind: type, required: bool = False) -> Any:
@@ -333,12 +344,7 @@ def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
     from lmtie.models import build_model as build
 
     cfg = model_config(ckpt)
-    if cfg.vocab_size != len(ckpt.dictionary):
-        raise UserError(f"{ckpt.path}: model vocabulary {cfg.vocab_size} != its dictionary's {len(ckpt.dictionary)}; "
-                        "the checkpoint is inconsistent")
-    if cfg.padding_idx != ckpt.dictionary.pad():
-        raise UserError(f"{ckpt.path}: model padding_idx {cfg.padding_idx} is not its dictionary's <pad> "
-                        f"({ckpt.dictionary.pad()}); the checkpoint is inconsistent")
+    _check_vocabularies(ckpt, cfg)
     check_sizes(ckpt, cfg)
     model = build(model_family(ckpt), cfg)
     try:
@@ -348,6 +354,24 @@ def build_model(ckpt: Checkpoint, device: str | torch.device = "cpu"):
     model.to(device)
     model.check_tie()
     return model
+
+
+def _check_vocabularies(ckpt: Checkpoint, cfg) -> None:
+    """The config's vocabulary sizes and <pad> are those of the dictionaries in the file: a language model's
+    one, or a translation model's two (a checkpoint without a source dictionary has a joined one)."""
+    from lmtie.models import get_family
+
+    sides = [("", "vocab_size", ckpt.dictionary)]
+    if get_family(model_family(ckpt)).task == "translation":
+        src = ckpt.dictionary if ckpt.src_dictionary is None else ckpt.src_dictionary
+        sides = [("target ", "tgt_vocab_size", ckpt.dictionary), ("source ", "src_vocab_size", src)]
+    for side, name, d in sides:
+        if getattr(cfg, name) != len(d):
+            raise UserError(f"{ckpt.path}: model {side}vocabulary {getattr(cfg, name)} != its {side}dictionary's "
+                            f"{len(d)}; the checkpoint is inconsistent")
+        if cfg.padding_idx != d.pad():
+            raise UserError(f"{ckpt.path}: model padding_idx {cfg.padding_idx} is not its {side}dictionary's <pad> "
+                            f"({d.pad()}); the checkpoint is inconsistent")
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):

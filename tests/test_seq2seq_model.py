@@ -5,6 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from safetensors import safe_open
+from safetensors.torch import load_file
+
 from lmtie import checkpoint as ckpt_io
 from lmtie.config import to_dict
 from lmtie.data import Dictionary
@@ -217,3 +220,50 @@ def test_meta_device_construction_counts_the_same_parameters(tie):
     assert shell.output_weight.device.type == "meta"
     shell.check_tie()
     assert shell.num_parameters() == model(tie).num_parameters()
+@pytest.mark.parametrize("tie", MODES)
+def test_checkpoint_round_trip_re_ties_and_keeps_the_outputs(tmp_path, tie):
+    m = model(tie).eval()
+    with torch.no_grad():
+        m.decoder_embedding.weight[5:].add_(1.0)  # not the initial values
+    src_d, tgt_d = Dictionary(), Dictionary()
+    for i in range(vocab_src(tie) - len(src_d)):
+        src_d.add_symbol(f"s{i}")
+    for i in range(V_TGT - len(tgt_d)):
+        tgt_d.add_symbol(f"t{i}")
+    config_dict = {"model_family": "transformer", "model": to_dict(m.cfg)}
+    path = ckpt_io.save(tmp_path / "c.safetensors",
+                        ckpt_io.Checkpoint(m.state_dict(), config_dict, tgt_d, src_dictionary=src_d))
+    stored = [k for k in load_file(str(path)) if k.endswith("embed_tokens.weight")]
+    assert sorted(stored) == (["model.decoder.embed_tokens.weight"] if tie == "all" else
+                              ["model.decoder.embed_tokens.weight", "model.encoder.embed_tokens.weight"])
+    loaded, ckpt = ckpt_io.load_model(path)
+    assert ckpt.src_dictionary.to_text() == src_d.to_text() and ckpt.dictionary.to_text() == tgt_d.to_text()
+    loaded.check_tie()
+    assert type(loaded) is type(m) and loaded.tie_mode == tie
+    assert set(loaded.state_dict()) == set(m.state_dict())
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in loaded.state_dict().items())
+    src, prev, _, _ = pairs(vocab_src(tie))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(src, prev), m(src, prev), rtol=0, atol=0)
+
+
+def dictionary(size: int, prefix: str) -> Dictionary:
+    d = Dictionary()
+    for i in range(size - len(d)):
+        d.add_symbol(f"{prefix}{i}")
+    return d
+
+
+def test_a_joined_dictionary_checkpoint_needs_no_source_dictionary_and_a_wrong_one_is_refused(tmp_path):
+    m = model("all")
+    config_dict = {"model_family": "transformer", "model": to_dict(m.cfg)}
+    joined = ckpt_io.save(tmp_path / "j.safetensors",
+                          ckpt_io.Checkpoint(m.state_dict(), config_dict, dictionary(V_TGT, "w")))
+    with safe_open(str(joined), framework="pt") as f:
+        assert "src_dictionary" not in f.metadata()
+    loaded, ckpt = ckpt_io.load_model(joined)
+    assert ckpt.src_dictionary is None and loaded.tie_mode == "all"
+    wrong = ckpt_io.save(tmp_path / "w.safetensors", ckpt_io.Checkpoint(
+        m.state_dict(), config_dict, dictionary(V_TGT, "w"), src_dictionary=dictionary(V_TGT + 1, "s")))
+    with pytest.raises(UserError, match=f"model source vocabulary {V_TGT} != its source dictionary's {V_TGT + 1}"):
+        ckpt_io.load_model(wrong)
