@@ -7,10 +7,11 @@ Layout of ``checkpoint_*.safetensors``:
 - tensors ``rng.*``: torch CPU/CUDA generator states; ``tokenizer.model``: the tokenizer's
   model bytes (SentencePiece), so a checkpoint can encode raw text on its own;
 - header metadata (JSON strings): ``config`` (every component's config and ``model_family``,
-  the registered name that rebuilds the model), ``dictionary``
-  (dict.txt text; the target side's for a translation model), ``src_dictionary`` (a translation
-  model's source dict.txt, absent for language models), ``tokenizer`` (name and hash), ``train_state`` (step, epoch, data position,
-  best metric, Python/NumPy RNG), ``optim_groups`` (hyper-parameters per group).
+  the registered name that rebuilds the model), ``dictionary`` (dict.txt text; the target
+  side's for a translation model), ``src_dictionary`` (a translation model's source dict.txt,
+  absent for language models and joined dictionaries), ``tokenizer`` (name and hash),
+  ``train_state`` (step, epoch, data position, best metric, Python/NumPy RNG), ``optim_groups``
+  (hyper-parameters per group).
 
 Loading reads only safetensors, which cannot execute code; a file that is anything else
 (a pickle, a truncated write) is refused with a one-line error.

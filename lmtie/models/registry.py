@@ -1,9 +1,9 @@
 """Model families and their named sizes (``--arch``), looked up by name.
 
 A family is a :class:`~lmtie.models.base.LanguageModel` subclass (or an encoder-decoder
-:class:`~lmtie.models.seq2seq.EncoderDecoderModel`) registered with
-``@register_model("name", task=...)``; the task says what it models (``families_for(task)``); its config dataclass gives the command-line flags, and its presets
-are ``@register_arch("arch_name", "family")`` functions returning field overrides. Checkpoints
+:class:`~lmtie.models.seq2seq.EncoderDecoderModel`) registered with ``@register_model("name", task=...)``;
+the task says what it models (``families_for(task)``). Its config dataclass gives the command-line
+flags, and its presets are ``@register_arch("arch_name", "family")`` functions returning field overrides. Checkpoints
 record the family's name (``config["model_family"]``); loading looks it up here.
 """
 

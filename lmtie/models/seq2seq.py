@@ -139,7 +139,7 @@ class EncoderDecoderModel(TokenModel):
                 f"tie broken: tie mode {self.tie_mode!r} (share_all_embeddings={self.cfg.share_all_embeddings}, "
                 f"share_decoder_input_output_embed={self.cfg.share_decoder_input_output_embed}) but the encoder "
                 f"embedding {'is' if enc is dec else 'is not'} the decoder's ({registrations} registration(s)) and "
-                f"the output {'is a separate ' + self.output_head_key if head is not None else 'is the decoder embedding'}")
+                f"the output is {self.output_head_key if head is not None else 'the decoder embedding'}")
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
