@@ -337,3 +337,14 @@ def test_transformer_tiny_learns_to_copy_in_a_few_seconds():
         opt.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.1 * losses[0], losses[::20]
+
+
+def test_transformer_iwslt_de_en_has_fairseqs_parameter_count():
+    """39,469,056 is the "num. model params" fairseq-train logs for IWSLT'14 de-en (dictionaries of 8,848 and
+    6,632 symbols) with --arch transformer_iwslt_de_en --share-decoder-input-output-embed."""
+    from lmtie.models import build_config
+
+    with torch.device("meta"):
+        m = build_model("transformer", build_config("transformer_iwslt_de_en", src_vocab_size=8848,
+                                                    tgt_vocab_size=6632, share_decoder_input_output_embed=True))
+    assert m.num_parameters()["total"] == 39_469_056
