@@ -348,3 +348,20 @@ def test_transformer_iwslt_de_en_has_fairseqs_parameter_count():
         m = build_model("transformer", build_config("transformer_iwslt_de_en", src_vocab_size=8848,
                                                     tgt_vocab_size=6632, share_decoder_input_output_embed=True))
     assert m.num_parameters()["total"] == 39_469_056
+
+
+@pytest.mark.parametrize("tie", MODES)
+def test_beam_search_with_the_cache_finds_what_it_finds_without(tie):
+    """The sequence generator's reorders (beams followed, finished sentences dropped) keep the cache exact."""
+    from lmtie.evaluation.sequence_generator import SequenceGenerator
+
+    m = model(tie, seed=4)
+    tgt_dict = dictionary(V_TGT, "t")
+    src, _, _, _ = pairs(vocab_src(tie), seed=2)
+    runs = [SequenceGenerator(m, tgt_dict, beam=3, max_len_a=1, max_len_b=2, use_cache=c).generate(src)
+            for c in (True, False)]
+    assert [len(hyps[0]["tokens"]) for hyps in runs[0]] == [10, 7, 12]  # each sentence ends at its own limit
+    for cached, plain in zip(*runs):
+        assert [h["tokens"].tolist() for h in cached] == [h["tokens"].tolist() for h in plain]
+        for a, b in zip(cached, plain):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
