@@ -199,7 +199,7 @@ class TransformerDecoder(TiedOutput, _Embedder):
         super().__init__(cfg, cfg.decoder_embed_dim, cfg.max_target_positions, cfg.decoder_learned_pos,
                          "--max-target-positions")
         d, d_out = cfg.decoder_embed_dim, cfg.decoder_output_dim
-        self.tied_output = cfg.share_decoder_input_output_embed  # the decoder tie (either mode)
+        self.cfg = cfg  # TiedOutput reads the decoder tie (either mode) from it
         self.embed_tokens = Embedding(cfg.tgt_vocab_size, d, cfg.padding_idx)
         self.layers = nn.ModuleList(TransformerDecoderLayer(**_layer_sizes(cfg, "decoder"),
                                                             encoder_dim=cfg.encoder_embed_dim)

@@ -106,14 +106,13 @@ class TransformerLMConfig(TyingOptions):
 
 class TransformerDecoder(TiedOutput, nn.Module):
     """Embeddings, blocks and the output projection; ``embed_out`` is the output weight, the
-    embedding itself when tied (the one line of the tie: ``tied_output`` below)."""
+    embedding itself when tied (TiedOutput: the tie is the config's flag, read at each access)."""
 
     def __init__(self, cfg: TransformerLMConfig):
         super().__init__()
         if cfg.vocab_size <= 0:
             raise UserError("vocab_size must be set (build the model from a Dictionary or pass vocab_size)")
         self.cfg = cfg
-        self.tied_output = cfg.share_decoder_input_output_embed
         d, d_in, d_out = cfg.decoder_embed_dim, cfg.decoder_input_dim, cfg.decoder_output_dim
         self.embed_tokens = Embedding(cfg.vocab_size, d_in, cfg.padding_idx)
         self.embed_scale = 1.0 if cfg.no_scale_embedding else math.sqrt(d_in)  # Vaswani et al. 2017, sec. 3.4

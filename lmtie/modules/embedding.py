@@ -45,14 +45,19 @@ def register_positions(module: nn.Module, num_positions: int, dim: int, learned:
 
 
 class TiedOutput:
-    """Mixin for a decoder module with ``embed_tokens``: ``embed_out`` is its output matrix [V, d_out].
+    """Mixin for a decoder module with ``embed_tokens`` and a ``cfg``: ``embed_out`` is its output matrix
+    [V, d_out].
 
-    When ``tied_output`` it *is* ``embed_tokens.weight`` (Press & Wolf 2017; Inan et al. 2017), and the
-    tie is structural: no second Parameter is registered, so ``parameters()`` and ``state_dict()``
-    hold the matrix once and no load, device move or re-initialisation can split it.
+    When tied (``cfg.share_decoder_input_output_embed``, fairseq's flag) it *is* ``embed_tokens.weight``
+    (Press & Wolf 2017; Inan et al. 2017), and the tie is structural: no second Parameter is
+    registered, so ``parameters()`` and ``state_dict()`` hold the matrix once and no load, device
+    move or re-initialisation can split it. Read from the config at each access, so a model that
+    unties (``--untie-at-update``) by swapping its config and registering ``embed_out`` is untied.
     """
 
-    tied_output: bool = False
+    @property
+    def tied_output(self) -> bool:
+        return bool(self.cfg.share_decoder_input_output_embed)
 
     @property
     def embed_out(self) -> nn.Parameter:
