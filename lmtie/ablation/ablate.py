@@ -18,7 +18,7 @@ from lmtie.ablation.runs import (PREEMPTED, RunSpec, is_finished, launch, read_r
 from lmtie.config import to_dict
 from lmtie.data import Dictionary, ensure_default_data_bin, load_manifest
 from lmtie.errors import UserError
-from lmtie.models import arch_overrides, family_of_arch
+from lmtie.models import arch_overrides, family_of_arch, family_of_config
 from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
 from lmtie.training.recipe import resolve as resolve_recipe
 
@@ -65,7 +65,8 @@ def plan_runs(ablation: AblationConfig, model: dict | None = None, data: DataCon
     data, optim = _checked(ablation, data or DataConfig(), optim or OptimizationConfig(), ckpt)
     run = _validate_every(run, optim, ablation.curve_points)
     base = base_config(model, data, run)
-    optim = resolve_recipe(optim, base.decoder_embed_dim)  # one recipe for every arm, whatever its width
+    optim = resolve_recipe(optim, base.decoder_embed_dim,  # one recipe for every arm, whatever its width
+                           family_of_config(base).model_class.auto_lr_times_width)
     arms = resolve_arms(ablation.arms)
     evaluation = {"train_eval_tokens": ablation.train_eval_tokens, "eval_context_window": ablation.eval_context_window}
     specs = []

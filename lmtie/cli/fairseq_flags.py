@@ -93,13 +93,13 @@ FLAGS: tuple[FairseqFlag, ...] = (
                 becomes=("--log-format", "simple")),
     FairseqFlag("--finetune-from-model", "implemented", "running as --init-from (its weights, a fresh optimiser)",
                 value="*", becomes=("--init-from", "{}")),
-    FairseqFlag("--criterion", "implemented", "lmtie's loss is cross_entropy (pad ignored, logged in base 2)",
-                value="cross_entropy", becomes=()),
     *(FairseqFlag("--ddp-backend", "implemented", "running as --ddp-backend pytorch_ddp (DDP)", value=v,
                   becomes=("--ddp-backend", "pytorch_ddp")) for v in ("c10d", "legacy_ddp", "no_c10d")),
     # --- moot here: accepted with a notice -------------------------------------------------------
-    FairseqFlag("--task", "notice", "lmtie's tools are language modelling; ignored", tools=ALL,
+    FairseqFlag("--task", "notice", "lmtie-eval-lm scores language models; ignored", tools=(EVAL,),
                 value="language_modeling"),
+    FairseqFlag("--task", "notice", "the layout follows --source-lang/--target-lang (a translation layout) or "
+                "their absence (language-model data); ignored", tools=(PREP,), value="*"),
     FairseqFlag("--dataset-impl", "notice", "lmtie reads and writes mmap only; ignored", tools=ALL, value="mmap"),
     FairseqFlag("--num-workers", "notice", "batches come from memory maps in the training process; ignored",
                 tools=(TRAIN, EVAL), value="*"),
@@ -122,14 +122,13 @@ FLAGS: tuple[FairseqFlag, ...] = (
                 "whatever the subword marker; ignored", tools=(EVAL,), value="*", optional_value=True),
     FairseqFlag("--seed", "notice", "scoring draws no random numbers; ignored", tools=(EVAL,), value="*"),
     # --- refused, with what to use instead -------------------------------------------------------
-    FairseqFlag("--task", "refused", "lmtie trains and scores language models only: --task language_modeling "
-                "(or no --task)", tools=ALL, value="*"),
+    FairseqFlag("--task", "refused", "lmtie-eval-lm scores language models; score a translation model with "
+                "lmtie-generate DATA --path CKPT (BLEU, chrF) or train it with lmtie-train --task translation",
+                tools=(EVAL,), value="*"),
     FairseqFlag("--dataset-impl", "refused", "lmtie reads and writes mmap data-bins only: --dataset-impl mmap (or "
                 "no --dataset-impl)", tools=ALL, value="*"),
     FairseqFlag("--criterion", "refused", _NO_ADAPTIVE.replace("drop it", "use --criterion cross_entropy"),
                 value="adaptive_loss"),
-    FairseqFlag("--criterion", "refused", "lmtie trains with cross_entropy only: --criterion cross_entropy (or no "
-                "--criterion)", value="*"),
     FairseqFlag("--optimizer", "implemented", "AdamW (fairseq's adam is decoupled too)", value="adam"),
     FairseqFlag("--optimizer", "implemented", "AdamW", value="adamw"),
     FairseqFlag("--optimizer", "refused", "lmtie has Adam(W) only: --optimizer adam", value="*"),

@@ -136,6 +136,7 @@ class LanguageModel(TokenModel):
     """Base of every decoder-only family; subclasses set ``config_class`` and implement the abstract parts."""
 
     task: ClassVar[str] = "language_modeling"
+    auto_lr_times_width: ClassVar[float] = 0.5  # the auto recipe's peak lr x width (lmtie/training/recipe.py)
 
     @classmethod
     def build(cls, cfg, dictionary=None) -> "LanguageModel":

@@ -59,6 +59,9 @@ class EncoderDecoderModel(TokenModel):
     embedding properties, registering the shared matrix once (``decoder.embed_tokens``)."""
 
     task: ClassVar[str] = "translation"
+    # the auto recipe's peak lr x width: post-norm encoder-decoders need a lower lr than pre-norm decoders
+    # (lmtie/training/recipe.py says what was measured)
+    auto_lr_times_width: ClassVar[float] = 0.125
     output_head_key: ClassVar[str] = "decoder.embed_out"
 
     @classmethod

@@ -89,6 +89,8 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     data = _resolve_data(data, info)
     load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
     task = make_task(data, info.world_size)
+    if data.task == "translation":  # the pair as inferred, saved with the checkpoints
+        data = dataclasses.replace(data, source_lang=task.source_lang, target_lang=task.target_lang)
     src_dictionary, dictionary = task.dictionaries()
     model_cfg = task.fit_model(family.config_class(**task.model_values({**arch_overrides(run.arch), **model_overrides})))
     init = None
@@ -97,7 +99,8 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
 
         init = prepare(ckpt.init_from, family.name, dictionary, model_overrides, data.tokens_per_sample)
         model_cfg = init.cfg
-    optim = resolve_recipe(optim, model_cfg.decoder_embed_dim)  # saved with the checkpoints as resolved
+    optim = resolve_recipe(optim, model_cfg.decoder_embed_dim,  # saved with the checkpoints as resolved
+                           family.model_class.auto_lr_times_width)
     train_data, valid_sets = _datasets(task, data, run.disable_validation)
     valid_data, more_valid = (valid_sets.pop(next(iter(valid_sets))) if valid_sets else None), valid_sets
     lock = _check_save_dir(Path(ckpt.save_dir), info)
@@ -107,7 +110,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     torch.manual_seed(run.seed)
     model = family.model_class.build(model_cfg)
     if restore is not None:
-        _load_weights(model, restore, dictionary, data, ckpt)
+        _load_weights(model, restore, dictionary, data, ckpt, src_dictionary)
         model_cfg = model.cfg  # a checkpoint written after --untie-at-update's split holds the untied model
     elif init is not None:
         init.load(model, ckpt.reset_output_projection)
@@ -208,6 +211,11 @@ def _check_save_dir(save_dir: Path, info: dist.DistInfo) -> Optional[DirLock]:
     return lock
 
 
+def _dict_name(data: DataConfig, side: str) -> str:
+    lang = data.source_lang if side == "source" else data.target_lang
+    return f"dict.{lang}.txt" if data.task == "translation" and lang else "dict.txt"
+
+
 def _find_restore(ckpt: CheckpointConfig) -> Optional[ckpt_io.Checkpoint]:
     """fairseq behaviour: resume from --restore-file (default checkpoint_last) when it exists."""
     name = ckpt.restore_file
@@ -221,10 +229,16 @@ def _find_restore(ckpt: CheckpointConfig) -> Optional[ckpt_io.Checkpoint]:
 
 
 def _load_weights(model: LanguageModel, ck: ckpt_io.Checkpoint, dictionary: Dictionary,
-                  data: DataConfig, ckpt: CheckpointConfig) -> None:
+                  data: DataConfig, ckpt: CheckpointConfig, src_dictionary: Optional[Dictionary] = None) -> None:
     if ck.dictionary != dictionary:
         raise UserError(f"{ck.path}: trained with another vocabulary ({len(ck.dictionary)} symbols) than "
-                        f"{data.data}/dict.txt ({len(dictionary)}); use the matching DATA_BIN or a new --save-dir")
+                        f"{data.data}'s {_dict_name(data, 'target')} ({len(dictionary)}); use the matching DATA_BIN "
+                        "or a new --save-dir")
+    saved_src = ck.src_dictionary if ck.src_dictionary is not None else ck.dictionary
+    if src_dictionary is not None and saved_src != src_dictionary:
+        raise UserError(f"{ck.path}: trained with another source vocabulary ({len(saved_src)} symbols) than "
+                        f"{data.data}'s {_dict_name(data, 'source')} ({len(src_dictionary)}); use the matching "
+                        "DATA_BIN or a new --save-dir")
     saved_family = ckpt_io.model_family(ck)
     if saved_family != model.family:
         raise UserError(f"{ck.path}: a {saved_family} model, but --arch gives a {model.family} model; pass an --arch "

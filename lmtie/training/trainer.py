@@ -399,7 +399,8 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.s.device)
         return ckpt_io.Checkpoint(
             model_state=self.s.full_state_dict(self.model), config=self.s.config_dict(),
-            dictionary=self.s.dictionary, tokenizer=self.s.tokenizer_info, tokenizer_model=self.s.tokenizer_model,
+            dictionary=self.s.dictionary, src_dictionary=self.s.src_dictionary, tokenizer=self.s.tokenizer_info,
+            tokenizer_model=self.s.tokenizer_model,
             train_state=asdict(st), optim_state=optim_state, optim_groups=groups, rng=rng)
 
     def _restore(self, ck: ckpt_io.Checkpoint) -> bool:

@@ -1,0 +1,124 @@
+"""lmtie-train --task translation end to end: the same trainer (resume after SIGKILL bit-identical),
+the tied matrix stored once, a tiny model that learns to reverse sentences (BLEU > 90 by beam search),
+and bad input refused in one line."""
+
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lmtie import checkpoint as ckpt_io
+from lmtie.data.preprocess import PreprocessConfig, preprocess
+
+from train_helpers import env, make_corpus, run_train, train_cmd
+
+WORDS = "a b c d e f g h i j k l m n".split()
+SMALL = ["--arch", "transformer_tiny", "--task", "translation", "--log-format", "none", "--max-tokens", "256",
+         "--dropout", "0"]
+
+
+def reversal_bin(root, pairs=600, joined=True, seed=0):
+    """Sentences of 2-7 symbols; the target is the source reversed (in capitals: another vocabulary unless joined)."""
+    rng = random.Random(seed)
+    for name, n in (("train", pairs), ("valid", 40), ("test", 40)):
+        src = [[rng.choice(WORDS) for _ in range(rng.randint(2, 7))] for _ in range(n)]
+        (root / f"{name}.de").write_text("".join(" ".join(s) + "\n" for s in src))
+        tgt = [[w if joined else w.upper() for w in reversed(s)] for s in src]
+        (root / f"{name}.en").write_text("".join(" ".join(t) + "\n" for t in tgt))
+    return preprocess(PreprocessConfig(source_lang="de", target_lang="en", trainpref=str(root / "train"),
+                                       validpref=str(root / "valid"), testpref=str(root / "test"),
+                                       destdir=str(root / ("joined" if joined else "separate")),
+                                       joined_dictionary=joined))
+
+
+@pytest.fixture(scope="module")
+def joined(tmp_path_factory):
+    return reversal_bin(tmp_path_factory.mktemp("mt"))
+
+
+def _weights(path):
+    return ckpt_io.load(path).model_state
+
+
+def test_resume_after_sigkill_is_bit_identical(joined, tmp_path):
+    common = [str(joined), *SMALL, "--share-all-embeddings", "--criterion", "label_smoothed_cross_entropy",
+              "--label-smoothing", "0.1", "--dropout", "0.1", "--max-update", "120", "--seed", "3"]
+    run_train(*common, "--save-dir", str(tmp_path / "straight"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(*common, "--save-dir", str(killed), "--save-interval-updates", "10"), env=env())
+    deadline = time.time() + 120
+    while not list(killed.glob("checkpoint_*_20.safetensors")) and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 20 <= ckpt_io.load(killed / "checkpoint_last.safetensors").train_state["step"] < 120
+    run_train(*common, "--save-dir", str(killed), "--save-interval-updates", "10")
+    a, b = _weights(tmp_path / "straight" / "checkpoint_last.safetensors"), _weights(killed / "checkpoint_last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("flag,matrices", [("--share-all-embeddings", 1), ("--share-decoder-input-output-embed", 2),
+                                           (None, 3)])
+def test_checkpoint_stores_each_shared_matrix_once(joined, tmp_path, flag, matrices):
+    run_train(str(joined), *SMALL, *([flag] if flag else []), "--max-update", "3", "--save-dir", str(tmp_path))
+    ck = ckpt_io.load(tmp_path / "checkpoint_last.safetensors")
+    vocab = len(ck.dictionary)
+    tables = [k for k, v in ck.model_state.items() if v.dim() == 2 and v.shape[0] == vocab]
+    assert len(tables) == matrices, tables
+    assert all(torch.count_nonzero(ck.model_state[k][ck.dictionary.pad()]) == 0 for k in tables
+               if "embed_tokens" in k)  # the pad rows of the embeddings stay zero
+    model, _ = ckpt_io.load_model(tmp_path / "checkpoint_last.safetensors")
+    model.check_tie()
+    assert ck.src_dictionary == ck.dictionary  # joined
+
+
+def test_reversal_is_learnt_to_bleu_over_90(joined, tmp_path, capsys):
+    pytest.importorskip("sacrebleu")
+    run_train(str(joined), *SMALL, "--share-all-embeddings", "--max-update", "700", "--save-dir", str(tmp_path),
+              "--validate-interval-updates", "700")
+    from lmtie.cli.generate import main
+
+    assert main([str(joined), "--path", str(tmp_path / "checkpoint_best.safetensors"), "--gen-subset", "test",
+                 "--beam", "4", "--results-path", str(tmp_path / "gen")]) == 0
+    out = capsys.readouterr().out
+    assert "S-0\t" in out and "H-0\t" in out and "D-0\t" in out and "P-0\t" in out
+    import json
+
+    result = json.loads((tmp_path / "gen" / "generate-test.json").read_text())
+    assert result["sentences"] == 40 and result["bleu"] > 90, out[-2000:]
+    assert "nrefs:1" in result["bleu_signature"]
+
+
+def _fails(*args, match):
+    proc = run_train(*args, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("lmtie-train: error:") and match in last, last
+    return proc
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    separate = reversal_bin(tmp_path, pairs=30, joined=False)
+    _fails(str(separate), *SMALL, "--share-all-embeddings", "--save-dir", str(tmp_path / "c1"),
+           match="--joined-dictionary")
+    lm = make_corpus(tmp_path)
+    _fails(str(lm), *SMALL, "--save-dir", str(tmp_path / "c2"), match="source-lang")
+    _fails(str(separate), "--task", "language_modeling", "--arch", "transformer_tiny", "--save-dir",
+           str(tmp_path / "c3"), match="--task language_modeling")
+    _fails(str(separate), *SMALL, "--source-lang", "fr", "--save-dir", str(tmp_path / "c4"), match="its pair is de-en")
+    assert not any(any((tmp_path / c).glob("checkpoint*")) for c in ("c1", "c2", "c3", "c4"))
+
+
+def test_interactive_translates_stdin(joined, tmp_path):
+    run_train(str(joined), *SMALL, "--share-all-embeddings", "--max-update", "2", "--save-dir", str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "lmtie.cli.interactive", str(joined), "--path",
+                           str(tmp_path / "checkpoint_last.safetensors"), "--beam", "2"], input="a b c\nd e\n",
+                          capture_output=True, text=True, env=env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "S-0\ta b c" and any(l.startswith("H-1\t") for l in lines)
