@@ -67,7 +67,7 @@ def plan_runs(ablation: AblationConfig, model: dict | None = None, data: DataCon
     base = base_config(model, data, run)
     optim = resolve_recipe(optim, base.decoder_embed_dim,  # one recipe for every arm, whatever its width
                            family_of_config(base).model_class.auto_lr_times_width)
-    arms = resolve_arms(ablation.arms)
+    arms = resolve_arms(ablation.arms, family_of_config(base).task)
     evaluation = {"train_eval_tokens": ablation.train_eval_tokens, "eval_context_window": ablation.eval_context_window}
     specs = []
     for seed in range(run.seed, run.seed + ablation.seeds):

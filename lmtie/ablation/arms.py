@@ -4,7 +4,7 @@ The built-in pair differs in one visible line, the tie (Press & Wolf 2017; Inan 
 An arm takes and returns the config dataclass of the base's model family, so every arm applies
 to every family. Add your own with ``@register_arm("name")`` and name it in ``--arms`` (from
 Python; the CLI knows the arms registered at import time). An arm with a parameter
-(``@register_arm("untie-at", param=int)``) is named ``untie-at:500`` in ``--arms``.
+(``@register_arm("untie-at", param=int, tasks=("language_modeling",))``) is named ``untie-at:500`` in ``--arms``.
 
 Beyond on/off: ``tied-init`` (keras-hub's "start equal, train separately"), ``untie-at:K`` (tied
 early, untied late; the speedrun community has gone both ways, modded-nanogpt PR #175 re-tied) and
@@ -24,17 +24,26 @@ from lmtie.models import family_of_config
 ArmFn = Callable[[Any], Any]
 ARMS: dict[str, ArmFn] = {}
 ARM_PARAMS: dict[str, type] = {}  # arms taking a parameter ("untie-at:500") -> its type
+BOTH = ("language_modeling", "translation")
+ARM_TASKS: dict[str, tuple[str, ...]] = {}  # the tasks whose families an arm applies to
 
 
-def register_arm(name: str, param: type | None = None) -> Callable[[ArmFn], ArmFn]:
-    """Register ``fn(base)`` as arm ``name``; with ``param``, ``fn(base, value)`` as ``name:value``."""
+def register_arm(name: str, param: type | None = None, tasks: tuple[str, ...] = BOTH) -> Callable[[ArmFn], ArmFn]:
+    """Register ``fn(base)`` as arm ``name``; with ``param``, ``fn(base, value)`` as ``name:value``; ``tasks``
+    are those whose model families it applies to."""
     def wrap(fn: ArmFn) -> ArmFn:
         ARMS[name] = fn
+        ARM_TASKS[name] = tuple(tasks)
         if param is not None:
             ARM_PARAMS[name] = param
         return fn
 
     return wrap
+
+
+def arms_for(task: str) -> list[str]:
+    """The registered arms that apply to ``task``'s families, in registration order."""
+    return [n for n in ARMS if task in ARM_TASKS[n]]
 
 
 @register_arm("tied")
@@ -49,7 +58,7 @@ def untied(base):
     return _ties(base, decoder=False)
 
 
-@register_arm("all-tied")
+@register_arm("all-tied", tasks=("translation",))
 def all_tied(base):
     """Translation's ``--share-all-embeddings``: one matrix embeds the source and the target and is the output
     layer (needs a joined dictionary)."""
@@ -88,7 +97,7 @@ def untied_matched(base):
     return min(candidates, key=lambda cfg: (abs(unique_parameters(cfg) - target), cfg.decoder_embed_dim))
 
 
-@register_arm("tied-init")
+@register_arm("tied-init", tasks=("language_modeling",))
 def tied_init(base):
     """Untied, the output matrix starting as an exact copy of the input embedding."""
     return untied(base).replace(init_output_from_embedding=True)
@@ -100,7 +109,7 @@ def untie_at(base, update: int):
     return tied(base).replace(untie_at_update=update)
 
 
-@register_arm("tied-pr")
+@register_arm("tied-pr", tasks=("language_modeling",))
 def tied_pr(base):
     """Tied, with Press & Wolf's projection P before the output layer and its penalty."""
     return tied(base).replace(output_projection=True)
@@ -112,10 +121,16 @@ def unique_parameters(cfg) -> int:
         return family_of_config(cfg).model_class(cfg).num_parameters()["total"]
 
 
-def resolve_arms(names: str | list[str]) -> dict[str, ArmFn]:
-    """``"tied,untied,untie-at:500"`` -> the arm functions, in order; unknown or repeated names are an error."""
+def resolve_arms(names: str | list[str], task: str | None = None) -> dict[str, ArmFn]:
+    """``"tied,untied,untie-at:500"`` -> the arm functions, in order; unknown or repeated names, and (given the
+    base model's ``task``) arms that do not apply to it, are an error."""
     listed = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     listed = [n for n in listed if n]
+    wrong = [n for n in listed if task is not None and n.partition(":")[0] in ARM_TASKS
+             and task not in ARM_TASKS[n.partition(":")[0]]]
+    if wrong:
+        raise UserError(f"--arms {','.join(listed)}: arm {wrong[0]} does not apply to a {task} model; its arms are "
+                        f"{', '.join(arms_for(task))}")
     if len(set(listed)) != len(listed):
         raise UserError(f"--arms {','.join(listed)}: an arm is listed twice; list each once")
     if not listed:
