@@ -2,6 +2,7 @@
 the tied matrix stored once, a tiny model that learns to reverse sentences (BLEU > 90 by beam search),
 and bad input refused in one line."""
 
+import json
 import random
 import signal
 import subprocess
@@ -122,3 +123,43 @@ def test_interactive_translates_stdin(joined, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "S-0\ta b c" and any(l.startswith("H-1\t") for l in lines)
+
+
+def test_ablation_of_the_three_ties_and_the_matched_untied_model(joined, tmp_path):
+    pytest.importorskip("sacrebleu")
+    from test_ablate import ablate
+
+    proc = ablate(tmp_path, str(joined), "--arch", "transformer_tiny", "--task", "translation", "--max-tokens", "256",
+                  "--log-format", "none", "--arms", "all-tied,tied,untied,untied-matched", "--seeds", "2",
+                  "--max-update", "4", "--output", "out", "--no-plot")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = {(r["arm"], r["seed"]): r for r in results["runs"]}
+    assert len(rows) == 8
+    one = {arm: rows[(arm, 1)] for arm in ("all-tied", "tied", "untied", "untied-matched")}
+    vocab, d = len(ckpt_io.load(tmp_path / "out" / "runs" / "untied-seed1" / "checkpoint_last.safetensors").dictionary), 64
+    assert one["tied"]["params_unique"] - one["all-tied"]["params_unique"] == vocab * d  # the source embedding
+    assert one["untied"]["params_unique"] - one["tied"]["params_unique"] == vocab * d  # the output layer
+    matched = one["untied-matched"]  # at this 24-symbol vocabulary no narrower width is closer
+    assert not matched["tied"] and not matched["share_all_embeddings"]
+    assert abs(matched["params_unique"] - one["all-tied"]["params_unique"]) <= \
+        abs(one["untied"]["params_unique"] - one["all-tied"]["params_unique"])
+    for r in rows.values():
+        assert r["valid_ppl"] > 1 and 0 <= r["test_bleu"] <= 100 and 0 <= r["test_chrf"] <= 100
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "test BLEU" in md and "test chrF" in md
+    proc = ablate(tmp_path, str(joined), "--arch", "transformer_tiny", "--arms", "tied,tied-pr", "--seeds", "1",
+                  "--max-update", "2", "--output", "out2")
+    assert proc.returncode == 2 and "tied-pr does not apply to a translation model" in proc.stderr
+
+
+def test_matched_untied_model_is_sized_to_the_all_tied_one():
+    from lmtie.ablation.arms import all_tied, unique_parameters, untied, untied_matched
+    from lmtie.models import build_config
+
+    base = build_config("transformer_tiny", src_vocab_size=8000, tgt_vocab_size=8000)
+    target, matched = unique_parameters(all_tied(base)), untied_matched(base)
+    assert not matched.share_decoder_input_output_embed and not matched.share_all_embeddings
+    assert matched.decoder_embed_dim < base.decoder_embed_dim
+    others = [untied(base.at_width(w)) for w in base.widths() if w != matched.decoder_embed_dim]
+    assert all(abs(unique_parameters(matched) - target) <= abs(unique_parameters(o) - target) for o in others)

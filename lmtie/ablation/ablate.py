@@ -16,25 +16,28 @@ from lmtie.ablation.report import plot_curves, write_results
 from lmtie.ablation.runs import (PREEMPTED, RunSpec, is_finished, launch, read_result, with_save_dir,
                                  write_spec)
 from lmtie.config import to_dict
-from lmtie.data import Dictionary, ensure_default_data_bin, load_manifest
+from lmtie.data import ensure_default_data_bin, load_manifest
 from lmtie.errors import UserError
 from lmtie.models import arch_overrides, family_of_arch, family_of_config
 from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
 from lmtie.training.recipe import resolve as resolve_recipe
+from lmtie.training.setup import resolve_task
+from lmtie.training.tasks import make_task
 
 _TIE = "share_decoder_input_output_embed"
 
 
 def base_config(model: dict, data: DataConfig, run: RunConfig):
-    """``--arch`` defaults under the explicit model flags, sized to the data's dictionary, as the
-    config dataclass of the arch's family."""
-    if _TIE in model:
-        raise UserError("--share-decoder-input-output-embed is set by each arm (tied, untied); drop it and "
-                        "choose the arms with --arms")
+    """``--arch`` defaults under the explicit model flags, sized to the data's dictionaries (through the
+    task: one for a language model, two for translation), as the config dataclass of the arch's family."""
+    for flag in (_TIE, "share_all_embeddings"):
+        if flag in model:
+            raise UserError(f"--{flag.replace('_', '-')} is set by each arm (tied, untied, all-tied); drop it and "
+                            "choose the arms with --arms")
+    family = family_of_arch(run.arch)
+    data = resolve_task(data, family)
     load_manifest(data.data)  # a clear error for a missing or unprocessed DATA_BIN
-    dictionary = Dictionary.load(Path(data.data) / "dict.txt")
-    values = {**arch_overrides(run.arch), **model, "vocab_size": len(dictionary), "padding_idx": dictionary.pad()}
-    return family_of_arch(run.arch).config_class(**values)
+    return family.config_class(**make_task(data).model_values({**arch_overrides(run.arch), **model}))
 
 
 def _checked(ablation: AblationConfig, data: DataConfig, optim: OptimizationConfig,
@@ -84,7 +87,8 @@ def _model_dict(fn: ArmFn, base) -> dict:
         raise UserError(f"arm {getattr(fn, '__name__', fn)} returned {type(cfg).__name__}, not a "
                         f"{type(base).__name__} (the base config's family)")
     values = to_dict(cfg)
-    return {k: v for k, v in values.items() if k not in ("vocab_size", "padding_idx")}
+    return {k: v for k, v in values.items() if k not in ("vocab_size", "src_vocab_size", "tgt_vocab_size",
+                                                          "padding_idx")}
 
 
 def run_ablation(ablation: AblationConfig, model: dict | None = None, data: DataConfig | None = None,

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from lmtie.ablation.measure import embedding_stats, score_splits, training_log
+from lmtie.ablation.measure import embedding_stats, score_splits, score_translation, training_log
 from lmtie.ablation.runs import PREEMPTED, RESULT_FILE, RunSpec, load_spec
 from lmtie.errors import cli_main
 from lmtie.io import atomic_write_text
@@ -22,17 +22,22 @@ def measure(spec: RunSpec, summary: dict) -> dict:
     """The run's row of results.csv."""
     best = ckpt_io.resolve(spec.save_dir / "checkpoint_best")
     checkpoint = best if best.exists() else ckpt_io.resolve(spec.save_dir / "checkpoint_last")
-    splits = {"train": spec.data.train_subset, "valid": spec.data.valid_subset, "test": "test"}
-    scores, model = score_splits(checkpoint, spec.data.data, splits, spec.evaluation["train_eval_tokens"],
-                                 spec.evaluation["eval_context_window"], spec.run.device)
-    curve, peak = training_log(spec.save_dir)
+    splits = {"train": spec.data.train_subset, "valid": spec.data.valid_subset.split(",")[0], "test": "test"}
+    if spec.data.task == "translation":  # train_eval_tokens counts pairs here
+        scores, model = score_translation(checkpoint, spec.data.data, splits, spec.evaluation["train_eval_tokens"],
+                                          spec.run.device)
+    else:
+        scores, model = score_splits(checkpoint, spec.data.data, splits, spec.evaluation["train_eval_tokens"],
+                                     spec.evaluation["eval_context_window"], spec.run.device)
+    curve, peak, best_epoch = training_log(spec.save_dir)
     p = summary["parameters"]
     row = {"arm": spec.arm, "seed": spec.seed, "updates": summary["updates"], "params_unique": p["total"],
            "params_embedding": p["embedding"], "params_non_embedding": p["non_embedding"],
            "decoder_embed_dim": spec.model["decoder_embed_dim"],
-           "tied": spec.model["share_decoder_input_output_embed"], **scores,
+           "tied": spec.model["share_decoder_input_output_embed"],
+           "share_all_embeddings": spec.model.get("share_all_embeddings", False), **scores,
            "best_valid_ppl_training": summary["best_valid_ppl"], "tokens_per_s": summary["tokens_per_s"],
-           "peak_memory_mb": peak, "wall_s": summary["wall_seconds"], **embedding_stats(model),
+           "peak_memory_mb": peak, "best_epoch": best_epoch, "wall_s": summary["wall_seconds"], **embedding_stats(model),
            "data_digest": summary["data_digest"], "valid_curve": curve}
     return row
 

@@ -17,15 +17,16 @@ METRICS = [
     ("params_non_embedding", "non-embedding parameters", "{:,.0f}"), ("updates", "updates", "{:,.0f}"),
     ("train_ppl", "train ppl", "{:.2f}"), ("valid_ppl", "valid ppl", "{:.2f}"), ("test_ppl", "test ppl", "{:.2f}"),
     ("train_word_ppl", "train word ppl", "{:.2f}"), ("valid_word_ppl", "valid word ppl", "{:.2f}"),
-    ("test_word_ppl", "test word ppl", "{:.2f}"), ("train_bpb", "train bits/byte", "{:.4f}"),
+    ("test_word_ppl", "test word ppl", "{:.2f}"), ("test_bleu", "test BLEU", "{:.2f}"), ("test_chrf", "test chrF", "{:.2f}"),
+    ("train_bpb", "train bits/byte", "{:.4f}"),
     ("valid_bpb", "valid bits/byte", "{:.4f}"), ("test_bpb", "test bits/byte", "{:.4f}"),
-    ("tokens_per_s", "train tokens/s", "{:,.0f}"), ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
+    ("best_epoch", "epoch of the best valid loss", "{:.1f}"), ("tokens_per_s", "train tokens/s", "{:,.0f}"), ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
     ("wall_s", "train wall time (s)", "{:,.1f}"), ("pad_row_norm", "pad-row norm", "{:.3g}"),
     ("embed_cosine", "cos(embed_tokens, embed_out) rows", "{:.3f}"),
 ]
 DIFF_METRICS = ["params_unique", "train_ppl", "valid_ppl", "test_ppl", "valid_word_ppl", "test_word_ppl",
-                "valid_bpb", "test_bpb"]
-CSV_COLUMNS = ["arm", "seed", "tied", "decoder_embed_dim", *[m[0] for m in METRICS if m[0] != "updates"], "updates",
+                "valid_bpb", "test_bpb", "test_bleu", "test_chrf"]
+CSV_COLUMNS = ["arm", "seed", "tied", "share_all_embeddings", "decoder_embed_dim", *[m[0] for m in METRICS if m[0] != "updates"], "updates",
                "train_tokens", "valid_tokens", "test_tokens", "best_valid_ppl_training", "eval_checkpoint",
                "eval_tokens_per_sample", "eval_context_window", "data_digest"]
 _FORMATS = {key: fmt for key, _, fmt in METRICS}

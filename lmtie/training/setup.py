@@ -76,7 +76,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     """
     family = family_of_arch(run.arch)
     family.config_class(**{**arch_overrides(run.arch), **model_overrides})  # model flags checked before any write
-    data = _resolve_task(data, family)
+    data = resolve_task(data, family)
     device = _device(run.device)
     info = dist.init_from_env(device)
     if info.enabled and device.type == "cuda":
@@ -142,7 +142,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _resolve_task(data: DataConfig, family: Family) -> DataConfig:
+def resolve_task(data: DataConfig, family: Family) -> DataConfig:
     """--task, defaulting to the --arch family's; a family of another task is refused."""
     task = getattr(family, "task", "language_modeling")
     if data.task is not None and data.task != task:
