@@ -51,6 +51,14 @@ class SplitStats:
 _CACHE: dict[TokenizerSpec, Tokenizer] = {}
 
 
+def _pool(workers: int):
+    """A worker pool that is safe in a process that already runs threads (torch's, a test runner's): a
+    plain fork copies locks other threads hold, and a worker can wait on one forever; forkserver forks
+    from a clean single-threaded server (spawn where the platform has no forkserver)."""
+    methods = mp.get_all_start_methods()
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn").Pool(workers)
+
+
 def _tokenizer(spec: TokenizerSpec) -> Tokenizer:
     if spec not in _CACHE:
         _CACHE[spec] = spec.build()
@@ -62,7 +70,7 @@ def run_chunks(fn: Callable, path: Path, workers: int, *args) -> list:
     jobs = [(path, s, e, *args) for s, e in chunk_offsets(path, max(workers, 1))]
     if workers <= 1:
         return [fn(*job) for job in jobs]
-    with mp.get_context().Pool(workers) as pool:
+    with _pool(workers) as pool:
         return pool.starmap(fn, jobs)
 
 
@@ -135,7 +143,7 @@ def _binarize_parts(path: Path, parts: Sequence[Path], jobs_args: tuple, workers
     jobs = [(path, s, e, *jobs_args, str(p), errors, flag) for (s, e), p in zip(offsets, parts)]
     if workers <= 1:
         return [binarize_chunk(*job) for job in jobs]
-    with mp.get_context().Pool(workers) as pool:
+    with _pool(workers) as pool:
         return pool.starmap(binarize_chunk, jobs)
 
 
