@@ -25,8 +25,10 @@ class DataConfig:
     tokens_per_sample: int = field(128, "tokens per block (max sequence length)", min=1, max=MAX_POSITIONS)
     sample_break_mode: Literal["none", "complete", "complete_doc", "eos"] = field(
         "none", "how blocks are cut: fixed length (none), whole lines (complete), one line each (eos)")
-    batch_size: Optional[int] = field(16, "blocks per batch (per process)", min=1, aliases=("--max-sentences",))
-    max_tokens: Optional[int] = field(None, "tokens per batch instead of --batch-size", min=1)
+    batch_size: Optional[int] = field(None, "blocks (or sentence pairs) per batch, per process (default 16 unless "
+                                            "--max-tokens is given)", min=1, aliases=("--max-sentences",))
+    max_tokens: Optional[int] = field(None, "padded tokens per batch, per process (with --batch-size: whichever "
+                                            "limit is reached first, as fairseq)", min=1)
     train_subset: str = field("train", "split to train on")
     valid_subset: str = field("valid", "split(s) to validate on, comma-separated: each is validated, the first "
                                        "picks checkpoint_best ('' to disable)")
@@ -37,6 +39,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         validate_ranges(self)
+        if self.batch_size is None and self.max_tokens is None:
+            self.batch_size = 16
 
 
 # The optimiser and schedule fields a recipe sets (--recipe): None means "the recipe's value". The
