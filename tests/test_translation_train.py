@@ -163,3 +163,22 @@ def test_matched_untied_model_is_sized_to_the_all_tied_one():
     assert matched.decoder_embed_dim < base.decoder_embed_dim
     others = [untied(base.at_width(w)) for w in base.widths() if w != matched.decoder_embed_dim]
     assert all(abs(unique_parameters(matched) - target) <= abs(unique_parameters(o) - target) for o in others)
+
+
+@pytest.mark.parametrize("backend", ["pytorch_ddp", "fully_sharded"])
+def test_two_processes_match_one_process(joined, tmp_path, backend):
+    from train_helpers import metrics
+
+    common = [str(joined), "--arch", "transformer_tiny", "--log-format", "none", "--dropout", "0", "--max-update", "4",
+              "--log-interval", "1", "--share-all-embeddings", "--criterion", "label_smoothed_cross_entropy",
+              "--label-smoothing", "0.1", "--disable-validation"]
+    run_train(*common, "--batch-size", "8", "--save-dir", str(tmp_path / "one"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "lmtie.cli.train", *common, "--batch-size", "4", "--save-dir", str(tmp_path / "two"), "--ddp-backend", backend]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2, 3, 4]
+    assert all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(one, two)), (one, two)
+    model, _ = ckpt_io.load_model(tmp_path / "two" / "checkpoint_last.safetensors")
+    assert model.tie_mode == "all"

@@ -213,7 +213,8 @@ class TransformerDecoder(TiedOutput, _Embedder):
         x = self.embed(prev_output_tokens, self.embed_tokens, start)  # (B, T, d)
         memory, padding_mask = self._memory(enc, cache)
         for i, layer in enumerate(self.layers):
-            x = layer(x, i, cache, memory=memory[i], padding_mask=padding_mask)
+            x = layer(x, i, cache, encoder_out=enc.out, padding_mask=padding_mask,
+                      memory=None if memory is None else memory[i])
         if cache is not None:
             cache.length += prev_output_tokens.size(1)
         if self.layer_norm is not None:
@@ -221,13 +222,15 @@ class TransformerDecoder(TiedOutput, _Embedder):
         return x if self.project_out_dim is None else self.project_out_dim(x)  # (B, T, d_out)
 
     def _memory(self, enc: EncoderOut, cache: EncoderDecoderCache | None):
-        """Each layer's cross-attention keys/values of ``enc``: projected once per sentence, kept in the cache."""
-        if cache is not None and cache.memory is not None:
-            return cache.memory, cache.padding_mask
-        memory = [layer.encoder_attn.memory(enc.out) for layer in self.layers]
-        if cache is not None:
-            cache.memory, cache.padding_mask = memory, enc.padding_mask
-        return memory, enc.padding_mask
+        """With a cache, each layer's cross-attention keys/values of ``enc``, projected once per sentence and
+        kept there, with the source padding mask; without one (training, teacher forcing) None: each layer
+        projects its own."""
+        if cache is None:
+            return None, enc.padding_mask
+        if cache.memory is None:
+            cache.memory, cache.padding_mask = [layer.encoder_attn.memory(enc.out) for layer in self.layers], \
+                enc.padding_mask
+        return cache.memory, cache.padding_mask
 
 
 @register_model("transformer", task="translation")

@@ -42,15 +42,19 @@ class TransformerLayer(nn.Module):
 
 class TransformerDecoderLayer(TransformerLayer):
     """A causal layer with cross-attention between self-attention and the feed-forward layer (Vaswani et al.
-    2017, sec. 3.1); the keys and values of the encoder output (``memory``) come projected by the caller."""
+    2017, sec. 3.1). The keys and values of the encoder output are projected here, inside the layer's own
+    forward (so FSDP has gathered its weights and activation checkpointing recomputes them), unless the
+    caller passes them already projected (``memory``: a decoding loop's cache)."""
 
     def __init__(self, dim: int, heads: int, ffn_dim: int, *, encoder_dim: int, **kwargs):
         super().__init__(dim, heads, ffn_dim, causal=True, **kwargs)
         self.encoder_attn = CrossAttention(dim, heads, encoder_dim, self.self_attn.attention_dropout)
         self.encoder_attn_layer_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None, *,
-                memory: tuple[torch.Tensor, torch.Tensor], padding_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layer: int = 0, cache: KVCache | None = None, *, encoder_out: torch.Tensor,
+                padding_mask: torch.Tensor, memory: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        if memory is None:
+            memory = self.encoder_attn.memory(encoder_out)
         x = self.residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, layer, cache))
         x = self.residual(x, self.encoder_attn_layer_norm, lambda h: self.encoder_attn(h, *memory, padding_mask))
         return self.residual(x, self.final_layer_norm, self.ffn)
