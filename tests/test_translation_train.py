@@ -182,3 +182,21 @@ def test_two_processes_match_one_process(joined, tmp_path, backend):
     assert all(abs(a["loss"] - b["loss"]) < 1e-5 for a, b in zip(one, two)), (one, two)
     model, _ = ckpt_io.load_model(tmp_path / "two" / "checkpoint_last.safetensors")
     assert model.tie_mode == "all"
+
+
+def test_generate_says_which_kind_of_model_it_was_given(joined, tmp_path, capsys):
+    from lmtie.cli.generate import main
+
+    run_train(str(joined), *SMALL, "--max-update", "1", "--save-dir", str(tmp_path / "mt"))
+    lm_bin = make_corpus(tmp_path)
+    run_train(str(lm_bin), "--decoder-layers", "1", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
+              "--decoder-attention-heads", "2", "--max-update", "1", "--log-format", "none", "--save-dir",
+              str(tmp_path / "lm"))
+    mt, lm = str(tmp_path / "mt" / "checkpoint_last.safetensors"), str(tmp_path / "lm" / "checkpoint_last.safetensors")
+    for argv, words in (([ "--path", mt, "--prompt", "a"], "--prompt samples from a language model"),
+                        ([str(joined), "--path", lm], "a DATA_BIN is for translation models"),
+                        ([str(lm_bin), "--path", mt], "cannot tell the language pair"),
+                        ([str(joined), "--path", mt, "--beam", "2", "--nbest", "3"], "--nbest 3 is larger")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("lmtie-generate: error:") and words in err[0], err

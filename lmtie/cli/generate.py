@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from lmtie.config import add_dataclass_args, from_args
-from lmtie.errors import cli_main
+from lmtie.errors import UserError, cli_main
 from lmtie.evaluation.config import GenerateConfig
 from lmtie.hub import load
 
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         from lmtie.cli.translate import generate
 
         return generate(argv)
+    if argv and not argv[0].startswith("-") and Path(argv[0]).is_dir():
+        raise UserError(f"{argv[0]}: a DATA_BIN is for translation models, and --path is a language model; continue a "
+                        "prompt with --prompt TEXT, or score the split with lmtie-eval-lm DATA --path CKPT")
     cfg = from_args(GenerateConfig, build_parser().parse_args(argv))
     cfg.validate()
     lm = load(cfg.path, cfg.device)

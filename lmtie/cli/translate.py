@@ -28,7 +28,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def _setup(prog: str, argv: list[str] | None):
+def _setup(prog: str, argv: list[str]):
+    lm_flags = [a for a in argv if a.split("=")[0] in ("--prompt", "--max-new-tokens", "--top-k", "--top-p",
+                                                        "--temperature", "--num-samples", "--greedy")]
+    if lm_flags:
+        raise UserError(f"{lm_flags[0].split('=')[0]} samples from a language model, but --path is a translation "
+                        f"model: {prog} DATA --path CKPT translates DATA's --gen-subset (--beam, --lenpen, ...)")
     args = build_parser(prog).parse_args(argv)
     cfg = from_args(TranslateConfig, args)
     cfg.validate()
