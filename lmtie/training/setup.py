@@ -29,7 +29,7 @@ from lmtie import checkpoint as ckpt_io
 from lmtie.training import distributed as dist
 from lmtie.training.config import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig
 from lmtie.training.recipe import resolve as resolve_recipe
-from lmtie.training.tasks import LanguageModelingTask, make_task
+from lmtie.training.tasks import Task, make_task
 
 
 @dataclass
@@ -51,7 +51,7 @@ class TrainSetup:
     restore: Optional[ckpt_io.Checkpoint] = None
     lock: Optional[DirLock] = None  # the save dir's lock (rank 0; None on other ranks)
     more_valid: dict = dataclasses.field(default_factory=dict)  # the other --valid-subset splits, by name
-    task: Optional[LanguageModelingTask] = None  # the --task: batches and the loss of a batch
+    task: Optional[Task] = None  # the --task: batches and the loss of a batch
     src_dictionary: Optional[Dictionary] = None  # translation: the source side's
 
     def config_dict(self) -> dict:
@@ -167,7 +167,7 @@ def _resolve_data(data: DataConfig, info: dist.DistInfo) -> DataConfig:
     return dataclasses.replace(data, data=str(path))
 
 
-def _datasets(task: LanguageModelingTask, data: DataConfig, no_valid: bool = False) -> tuple[Any, dict]:
+def _datasets(task: Task, data: DataConfig, no_valid: bool = False) -> tuple[Any, dict]:
     """The train split and the --valid-subset splits by name, in order (none with --disable-validation); a
     subset named explicitly must exist, the default 'valid' may be absent."""
     manifest = load_manifest(data.data)

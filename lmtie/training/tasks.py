@@ -29,13 +29,44 @@ from lmtie.training.criterion import linear_cross_entropy, lm_loss
 TASKS = ("language_modeling", "translation")
 
 
-class LanguageModelingTask:
+class Task:
+    """What the trainer needs of a task (the module docstring lists it); ``world`` is the number of processes,
+    and batches are global (each rank trains on its share)."""
+
+    name = ""
+
+    def __init__(self, data: DataConfig, world: int = 1):
+        self.data, self.world = data, world
+
+    def dictionaries(self) -> tuple[Optional[Dictionary], Dictionary]:
+        raise NotImplementedError
+
+    def model_values(self, values: dict) -> dict:
+        raise NotImplementedError
+
+    def fit_model(self, cfg):
+        raise NotImplementedError
+
+    def dataset(self, split: str):
+        raise NotImplementedError
+
+    def train_batches(self, dataset, seed: int, epoch: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def valid_batches(self, dataset) -> list[list[int]]:
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict, label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
+        raise NotImplementedError
+
+
+class LanguageModelingTask(Task):
     """Blocks of ``--tokens-per-sample`` tokens of one stream (fairseq's ``language_modeling``)."""
 
     name = "language_modeling"
 
     def __init__(self, data: DataConfig, world: int = 1):
-        self.data, self.world = data, world
+        super().__init__(data, world)
         self.dictionary = Dictionary.load(Path(data.data) / "dict.txt")
 
     def dictionaries(self) -> tuple[Optional[Dictionary], Dictionary]:
@@ -53,10 +84,8 @@ class LanguageModelingTask:
         return LanguageModelDataset(d.data, split, d.tokens_per_sample, d.sample_break_mode)
 
     def train_batches(self, dataset, seed: int, epoch: int) -> list[list[int]]:
-        return self._batches(dataset, epoch_order(len(dataset), seed, epoch))
-
-    def _batches(self, dataset, order: np.ndarray) -> list[list[int]]:
         d, world = self.data, self.world
+        order = epoch_order(len(dataset), seed, epoch)
         bs = None if d.batch_size is None else d.batch_size * world
         mt = None if d.max_tokens is None else d.max_tokens * world
         batches = batch_indices(order, batch_size=bs, max_tokens=mt, sizes=dataset.sizes,
@@ -76,13 +105,13 @@ class LanguageModelingTask:
         return lm_loss(model, batch["source"], batch["target"], self.dictionary.pad(), label_smoothing)
 
 
-class TranslationTask(LanguageModelingTask):
+class TranslationTask(Task):
     """Sentence pairs ``SPLIT.SRC-TGT.{SRC,TGT}`` (fairseq's ``translation``), batched by length buckets."""
 
     name = "translation"
 
     def __init__(self, data: DataConfig, world: int = 1):
-        self.data, self.world = data, world
+        super().__init__(data, world)
         self.source_lang, self.target_lang = pair_languages(data.data, data.source_lang, data.target_lang)
         d = Path(data.data)
         for lang in (self.source_lang, self.target_lang):
@@ -153,6 +182,6 @@ def seq2seq_loss(model: nn.Module, source: torch.Tensor, prev_output_tokens: tor
     return loss, ntokens
 
 
-def make_task(data: DataConfig, world: int = 1) -> LanguageModelingTask:
+def make_task(data: DataConfig, world: int = 1) -> Task:
     """The task of ``--task``."""
     return (TranslationTask if data.task == "translation" else LanguageModelingTask)(data, world)
