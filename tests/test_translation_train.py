@@ -200,3 +200,26 @@ def test_generate_says_which_kind_of_model_it_was_given(joined, tmp_path, capsys
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("lmtie-generate: error:") and words in err[0], err
+
+
+def test_eval_bleu_logs_scores_and_picks_the_best_checkpoint_by_bleu(joined, tmp_path):
+    pytest.importorskip("sacrebleu")
+    from train_helpers import metrics
+
+    run_train(str(joined), *SMALL, "--share-all-embeddings", "--max-update", "60", "--validate-interval-updates", "20",
+              "--eval-bleu", "--eval-bleu-args", '{"beam": 2}', "--best-checkpoint-metric", "bleu",
+              "--maximize-best-checkpoint-metric", "--save-dir", str(tmp_path))
+    valid = metrics(tmp_path, "valid")
+    assert {20, 40, 60} <= {r["step"] for r in valid}  # and every epoch's end
+    assert all(0 <= r["bleu"] <= 100 and 0 <= r["chrf"] <= 100 for r in valid)
+    best = ckpt_io.load(tmp_path / "checkpoint_best.safetensors").train_state
+    top = max(valid, key=lambda r: (r["bleu"], -r["step"]))
+    assert best["step"] == top["step"] and round(best["best_valid_bleu"], 2) == top["bleu"]
+
+
+def test_eval_bleu_flags_are_checked(joined, tmp_path):
+    _fails(str(joined), *SMALL, "--best-checkpoint-metric", "bleu", "--save-dir", str(tmp_path / "a"),
+           match="needs --eval-bleu")
+    _fails(str(joined), *SMALL, "--eval-bleu", "--eval-bleu-args", "{beam: 2}", "--save-dir", str(tmp_path / "b"),
+           match="--eval-bleu-args")
+    _fails(str(make_corpus(tmp_path)), "--eval-bleu", "--save-dir", str(tmp_path / "c"), match="--task translation")

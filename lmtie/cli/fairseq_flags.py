@@ -59,7 +59,8 @@ FLAGS: tuple[FairseqFlag, ...] = (
     FairseqFlag("--disable-validation", "implemented", "no validation, no checkpoint_best"),
     FairseqFlag("--no-save", "implemented", "no checkpoint written (config.json, metrics.jsonl still are)"),
     FairseqFlag("--no-last-checkpoints", "implemented", "no checkpoint_last (a rerun starts afresh)"),
-    FairseqFlag("--best-checkpoint-metric", "implemented", "loss, nll_loss or ppl (they rank alike)", value="*"),
+    FairseqFlag("--best-checkpoint-metric", "implemented", "loss, nll_loss or ppl (they rank alike), or bleu with "
+                "--eval-bleu", value="*"),
     FairseqFlag("--maximize-best-checkpoint-metric", "implemented", "the highest metric is best"),
     FairseqFlag("--max-tokens-valid", "implemented", "tokens per validation batch", value="*"),
     FairseqFlag("--batch-size-valid", "implemented", "blocks per validation batch", value="*"),

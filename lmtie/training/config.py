@@ -22,6 +22,10 @@ class DataConfig:
                                        aliases=("-s",))
     target_lang: Optional[str] = field(None, "translation: target language suffix (default: the pair DATA_BIN holds)",
                                        aliases=("-t",))
+    eval_bleu: bool = field(False, "translation: at each validation also translate the valid split and log its "
+                                   "BLEU and chrF (sacrebleu); --best-checkpoint-metric bleu then picks the best")
+    eval_bleu_args: str = field('{"beam": 4}', "translation: the --eval-bleu search as JSON: beam, lenpen, max_len_a, "
+                                               "max_len_b, min_len (fairseq's flag)")
     tokens_per_sample: int = field(128, "tokens per block (max sequence length)", min=1, max=MAX_POSITIONS)
     sample_break_mode: Literal["none", "complete", "complete_doc", "eos"] = field(
         "none", "how blocks are cut: fixed length (none), whole lines (complete), one line each (eos)")
@@ -41,6 +45,20 @@ class DataConfig:
         validate_ranges(self)
         if self.batch_size is None and self.max_tokens is None:
             self.batch_size = 16
+        self.bleu_search()  # a malformed --eval-bleu-args is refused before anything runs
+
+    def bleu_search(self) -> dict:
+        """--eval-bleu-args as a dict of search settings."""
+        import json
+
+        try:
+            args = json.loads(self.eval_bleu_args)
+        except json.JSONDecodeError as e:
+            raise UserError(f"--eval-bleu-args {self.eval_bleu_args!r}: not JSON ({e.msg}); e.g. '{{\"beam\": 4}}'")
+        known = {"beam", "lenpen", "max_len_a", "max_len_b", "min_len"}
+        if not isinstance(args, dict) or set(args) - known:
+            raise UserError(f"--eval-bleu-args {self.eval_bleu_args!r}: a JSON object of {', '.join(sorted(known))}")
+        return args
 
 
 # The optimiser and schedule fields a recipe sets (--recipe): None means "the recipe's value". The
@@ -141,8 +159,9 @@ class CheckpointConfig:
     no_epoch_checkpoints: bool = field(False, "write no checkpointEPOCH files")
     no_last_checkpoints: bool = field(False, "write no checkpoint_last (a rerun then starts afresh, as fairseq)")
     no_save: bool = field(False, "write no checkpoints at all (config.json and metrics.jsonl are still written)")
-    best_checkpoint_metric: Literal["loss", "nll_loss", "ppl"] = field(
-        "loss", "valid metric that picks checkpoint_best (all three rank the same: ppl = 2**loss, loss = nll_loss)")
+    best_checkpoint_metric: Literal["loss", "nll_loss", "ppl", "bleu"] = field(
+        "loss", "valid metric that picks checkpoint_best (loss, nll_loss and ppl rank the same: ppl = 2**loss; bleu "
+                "needs --eval-bleu and --maximize-best-checkpoint-metric, as fairseq)")
     maximize_best_checkpoint_metric: bool = field(False, "the best checkpoint is the one with the highest metric")
     reset_optimizer: bool = field(False, "on restore, fresh optimiser state and update count (so the schedule "
                                          "restarts), and no best checkpoint yet, as fairseq")

@@ -147,14 +147,16 @@ class MetricsLogger:
             self.bar.set_postfix(loss=f"{loss:.3f}", ppl=f"{2 ** loss:.1f}", lr=f"{lr:.2e}",
                                  tok_s=f"{record['tokens_per_s']:.0f}")
 
-    def valid(self, state, loss_nats: float, subset: str | None = None) -> None:
-        """A validation record: type "valid" for the first --valid-subset, "valid_NAME" for each other one."""
+    def valid(self, state, loss_nats: float, subset: str | None = None, scores: dict | None = None) -> None:
+        """A validation record: type "valid" for the first --valid-subset, "valid_NAME" for each other one;
+        ``scores`` (BLEU, chrF of --eval-bleu) join it."""
         if not self.active:
             return
         loss = loss_nats / LOG2
         record = {"type": "valid" if subset is None else f"valid_{subset}", "step": state.step, "epoch": state.epoch,
                   "loss": loss,
-                  "ppl": round(2 ** loss, 2), "wall": round(self.elapsed(), 1)}
+                  "ppl": round(2 ** loss, 2), **{k: round(v, 2) for k, v in (scores or {}).items()},
+                  "wall": round(self.elapsed(), 1)}
         self._write(record)
         self._emit(record, state.step, force=True)
 

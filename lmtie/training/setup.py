@@ -77,6 +77,7 @@ def build(model_overrides: dict, data: DataConfig, optim: OptimizationConfig, ck
     family = family_of_arch(run.arch)
     family.config_class(**{**arch_overrides(run.arch), **model_overrides})  # model flags checked before any write
     data = resolve_task(data, family)
+    _check_best_metric(data, ckpt, run)
     device = _device(run.device)
     info = dist.init_from_env(device)
     if info.enabled and device.type == "cuda":
@@ -151,9 +152,19 @@ def resolve_task(data: DataConfig, family: Family) -> DataConfig:
     if task != "language_modeling" and data.data is None:
         raise UserError(f"--task {task} needs a DATA_BIN of sentence pairs (lmtie-preprocess --source-lang SRC "
                         "--target-lang TGT ...); the embedded corpus is for language modelling")
-    if task == "language_modeling" and (data.source_lang or data.target_lang):
-        raise UserError("--source-lang/--target-lang are for --task translation; drop them for a language model")
+    if task == "language_modeling" and (data.source_lang or data.target_lang or data.eval_bleu):
+        raise UserError("--source-lang/--target-lang/--eval-bleu are for --task translation; drop them for a "
+                        "language model")
     return dataclasses.replace(data, task=task)
+
+
+def _check_best_metric(data: DataConfig, ckpt: CheckpointConfig, run: RunConfig) -> None:
+    if ckpt.best_checkpoint_metric == "bleu" and not (data.eval_bleu and ckpt.maximize_best_checkpoint_metric):
+        raise UserError("--best-checkpoint-metric bleu needs --eval-bleu (to measure it) and "
+                        "--maximize-best-checkpoint-metric (higher is better), as fairseq")
+    if data.eval_bleu and run.ddp_backend == "fully_sharded":
+        raise UserError("--eval-bleu searches with the whole model on each process; under --ddp-backend "
+                        "fully_sharded drop it and score checkpoints with lmtie-generate DATA --path CKPT")
 
 
 def _resolve_data(data: DataConfig, info: dist.DistInfo) -> DataConfig:

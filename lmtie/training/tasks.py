@@ -59,6 +59,10 @@ class Task:
     def loss(self, model: nn.Module, batch: dict, label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
 
+    def valid_scores(self, model: nn.Module, dataset, device: torch.device) -> dict[str, float]:
+        """Scores a validation reports beside its loss (none unless the task has some)."""
+        return {}
+
 
 class LanguageModelingTask(Task):
     """Blocks of ``--tokens-per-sample`` tokens of one stream (fairseq's ``language_modeling``)."""
@@ -169,6 +173,25 @@ class TranslationTask(Task):
     def loss(self, model: nn.Module, batch: dict, label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
         return seq2seq_loss(model, batch["source"], batch["prev_output_tokens"], batch["target"],
                             self.dictionary.pad(), label_smoothing)
+
+
+    def valid_scores(self, model: nn.Module, dataset, device: torch.device) -> dict[str, float]:
+        """With --eval-bleu: BLEU and chrF (sacrebleu) of the --eval-bleu-args search over the valid split, on the
+        detokenised text; every rank translates the whole split (the same result everywhere)."""
+        if not self.data.eval_bleu:
+            return {}
+        from lmtie.evaluation.bleu import corpus_scores
+        from lmtie.evaluation.sequence_generator import SequenceGenerator
+        from lmtie.evaluation.translation import detokenized, side_tokenizer, translate_dataset
+
+        search = self.data.bleu_search()
+        generator = SequenceGenerator(model, self.dictionary, beam=search.get("beam", 4),
+                                      lenpen=search.get("lenpen", 1.0), max_len_a=search.get("max_len_a", 0.0),
+                                      max_len_b=search.get("max_len_b", 200), min_len=search.get("min_len", 1))
+        tgt_tok = side_tokenizer(self.data.data, self.target_lang)
+        pairs = [detokenized(t, tgt_tok) for t in translate_dataset(generator, dataset, device, None, 4096)]
+        scores = corpus_scores([h for h, _ in pairs], [r for _, r in pairs])
+        return {"bleu": scores["bleu"].score, "chrf": scores["chrf"].score}
 
 
 def seq2seq_loss(model: nn.Module, source: torch.Tensor, prev_output_tokens: torch.Tensor, target: torch.Tensor,

@@ -41,7 +41,8 @@ class TrainState:
     step: int = 0  # updates done
     epoch: int = 1
     batch_pos: int = 0  # next batch of this epoch's batch list
-    best_valid_loss: Optional[float] = None
+    best_valid_loss: Optional[float] = None  # the valid loss of checkpoint_best
+    best_valid_bleu: Optional[float] = None  # its BLEU (--eval-bleu)
     bad_validations: int = 0
     nonfinite_updates: int = 0
     consecutive_nonfinite: int = 0
@@ -330,16 +331,19 @@ class Trainer:
         with self._timed("valid_seconds"):
             loss = self.validate()
             others = {name: self.validate(data) for name, data in self.s.more_valid.items()}
+            scores = {} if loss is None else self.s.task.valid_scores(self.model, self.s.valid_data, self.s.device)
         if loss is None:
             return
         st = self.state
         st.last_valid_loss, st.last_valid_step = loss, st.step
-        self.logger.valid(st, loss)
+        self.logger.valid(st, loss, scores=scores)
         for name, other in others.items():
             self.logger.valid(st, other, subset=name)
         maximize = self.s.ckpt.maximize_best_checkpoint_metric  # loss, nll_loss and ppl all rank alike
-        if st.best_valid_loss is None or (loss > st.best_valid_loss if maximize else loss < st.best_valid_loss):
-            st.best_valid_loss, st.bad_validations = loss, 0
+        by_bleu = self.s.ckpt.best_checkpoint_metric == "bleu"
+        value, best = (scores["bleu"], st.best_valid_bleu) if by_bleu else (loss, st.best_valid_loss)
+        if best is None or (value > best if maximize else value < best):
+            st.best_valid_loss, st.best_valid_bleu, st.bad_validations = loss, scores.get("bleu"), 0
             self._save(best=True)
         else:
             st.bad_validations += 1
@@ -504,14 +508,16 @@ class Trainer:
 
 
 _METERS = ("tokens_seen", "train_seconds", "update_seconds", "valid_seconds", "checkpoint_seconds",
-           "nonfinite_updates", "best_valid_loss", "bad_validations", "last_valid_loss", "last_valid_step")
+           "nonfinite_updates", "best_valid_loss", "best_valid_bleu", "bad_validations", "last_valid_loss",
+           "last_valid_step")
 
 
 def _reset(state: TrainState, c) -> TrainState:
     """``state`` with what the --reset-* flags of CheckpointConfig ``c`` name started afresh (fairseq's meaning:
     the update count belongs to the optimiser, the best checkpoint to the optimiser and the meters)."""
     fresh, keep = TrainState(), dict(asdict(state))
-    names = ((["step", "last_valid_step", "best_valid_loss", "bad_validations"] if c.reset_optimizer else [])
+    names = ((["step", "last_valid_step", "best_valid_loss", "best_valid_bleu", "bad_validations"]
+              if c.reset_optimizer else [])
              + (["lr_shrinks", "plateau_best", "plateau_bad"] if c.reset_lr_scheduler or c.reset_optimizer else [])
              + (["epoch", "batch_pos", "data_digest"] if c.reset_dataloader else [])
              + (list(_METERS) if c.reset_meters else []))
