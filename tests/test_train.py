@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from lmtie.errors import UserError
 from lmtie.training import CheckpointConfig, DataConfig, OptimizationConfig, RunConfig, train
 from lmtie import checkpoint as ckpt_io
-from train_helpers import TINY, env, make_corpus, metrics, run_train, train_cmd
+from train_helpers import TINY, env, make_corpus, metrics, run_train, train_cmd, train_fails
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +121,7 @@ def test_nonfinite_updates_are_skipped_then_stop_without_touching_the_checkpoint
 
 
 # --- bad input: a clear one-line error, exit code 2, nothing lost --------------------------------
-def _fails(*args, match):
-    proc = run_train(*args, check=False)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("lmtie-train: error:") and match in last, last
-    return proc
+_fails = train_fails
 
 
 def test_missing_or_unprocessed_data_bin(tmp_path):

@@ -4,10 +4,8 @@ and bad input refused in one line."""
 
 import json
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ import torch
 from lmtie import checkpoint as ckpt_io
 from lmtie.data.preprocess import PreprocessConfig, preprocess
 
-from train_helpers import env, make_corpus, run_train, train_cmd
+from train_helpers import env, kill_after_checkpoint, make_corpus, run_train, train_fails
 
 WORDS = "a b c d e f g h i j k l m n".split()
 SMALL = ["--arch", "transformer_tiny", "--task", "translation", "--log-format", "none", "--max-tokens", "256",
@@ -50,13 +48,7 @@ def test_resume_after_sigkill_is_bit_identical(joined, tmp_path):
               "--label-smoothing", "0.1", "--dropout", "0.1", "--max-update", "120", "--seed", "3"]
     run_train(*common, "--save-dir", str(tmp_path / "straight"))
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_cmd(*common, "--save-dir", str(killed), "--save-interval-updates", "10"), env=env())
-    deadline = time.time() + 120
-    while not list(killed.glob("checkpoint_*_20.safetensors")) and time.time() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint([*common, "--save-dir", str(killed), "--save-interval-updates", "10"], killed)
     assert 20 <= ckpt_io.load(killed / "checkpoint_last.safetensors").train_state["step"] < 120
     run_train(*common, "--save-dir", str(killed), "--save-interval-updates", "10")
     a, b = _weights(tmp_path / "straight" / "checkpoint_last.safetensors"), _weights(killed / "checkpoint_last.safetensors")
@@ -95,12 +87,7 @@ def test_reversal_is_learnt_to_bleu_over_90(joined, tmp_path, capsys):
     assert "nrefs:1" in result["bleu_signature"]
 
 
-def _fails(*args, match):
-    proc = run_train(*args, check=False)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("lmtie-train: error:") and match in last, last
-    return proc
+_fails = train_fails
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

@@ -5,9 +5,6 @@ checkpoint (weights, loss and both Adam moments), and resuming on either side of
 """
 
 import json
-import signal
-import subprocess
-import time
 
 import pytest
 import torch
@@ -20,7 +17,7 @@ from lmtie.cli.train import main as train_main
 from lmtie.errors import UserError
 from lmtie.models import LlamaConfig, TransformerLMConfig, archs_of, build_model
 from lmtie.training.criterion import lm_loss
-from train_helpers import TINY, env, make_corpus, metrics, run_train, train_cmd
+from train_helpers import TINY, kill_after_checkpoint, make_corpus, metrics, run_train
 
 FAMILY_NAMES = ["llama", "transformer_lm"]  # the decoder-only families (the head keys below are theirs)
 HEAD = {"transformer_lm": "decoder.embed_out", "llama": "lm_head.weight"}
@@ -111,13 +108,7 @@ def test_sigkill_after_the_split_then_resume_is_bit_identical(corpus, tmp_path):
               "--max-update", "150", "--seed", "7", "--save-interval-updates", "10"]
     run_train(*common, "--save-dir", str(tmp_path / "straight"))
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(train_cmd(*common, "--save-dir", str(killed)), env=env())
-    deadline = time.time() + 120
-    while not list(killed.glob("checkpoint_*_20.safetensors")) and time.time() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint([*common, "--save-dir", str(killed)], killed)
     assert 20 <= ckpt_io.load(killed / "checkpoint_last.safetensors").train_state["step"] < 150
     run_train(*common, "--save-dir", str(killed))
     _assert_same(_state(tmp_path / "straight" / "checkpoint_last.safetensors"),

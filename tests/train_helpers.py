@@ -50,3 +50,27 @@ def run_train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def metrics(save_dir: Path, kind: str = "train") -> list[dict]:
     lines = (save_dir / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def train_fails(*args: str, match: str) -> subprocess.CompletedProcess:
+    """lmtie-train refuses ``args``: exit 2, and its last stderr line is one ``lmtie-train: error:`` line with ``match``."""
+    proc = run_train(*args, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("lmtie-train: error:") and match in last, last
+    return proc
+
+
+def kill_after_checkpoint(args: list[str], save_dir: Path, update: int = 20) -> None:
+    """Start lmtie-train ``args`` (which write interval checkpoints into ``save_dir``) and SIGKILL it once the
+    checkpoint of ``update`` exists."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(train_cmd(*args), env=env())
+    deadline = time.time() + 120
+    while not list(save_dir.glob(f"checkpoint_*_{update}.safetensors")) and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
