@@ -14,7 +14,7 @@ import torch
 from lmtie.ablation import (AblationConfig, ARMS, paired_difference, plan_runs, register_arm, t_critical,
                             unique_parameters)
 from lmtie.ablation.measure import split_head
-from lmtie.ablation.report import arm_summary, differences, plot_curves, report_markdown
+from lmtie.ablation.report import arm_summary, best_update, differences, plot_curves, report_markdown
 from lmtie.cli.ablate import main
 from lmtie.data import PreprocessConfig, load_manifest, preprocess
 from lmtie.errors import UserError
@@ -107,6 +107,15 @@ def test_report_tables_and_differences_by_hand():
     assert "| valid ppl | -2.00 | [-4.48, 0.48] | -3.00, -2.00, -1.00 |" in text
     assert "| unique parameters | -5 | [-5, -5] | -5, -5, -5 |" in text
     assert "Identical batches within each seed (data digests equal): yes" in text
+
+
+def test_report_names_the_update_of_each_runs_best_validation():
+    rows = [{**_row("tied", 1, 90.0, 60.0, 10), "valid_curve": [[100, 120.0], [200, 90.0], [300, 95.0]]},
+            {**_row("tied", 2, 90.0, 60.0, 10), "valid_curve": [[100, 130.0], [200, 90.0], [400, 90.0]]}]
+    assert [best_update(r) for r in rows] == [200, 200]  # the earliest of equal minima, as checkpoint_best
+    assert "| update of the best valid loss | 200 ± 0 | 200 | 200 |" in report_markdown(rows, ["tied"], _settings())
+    rows[1]["valid_curve"][2][1] = 89.0
+    assert "| update of the best valid loss | 300 ± 141 | 200 | 400 |" in report_markdown(rows, ["tied"], _settings())
 
 
 def test_report_flags_a_seed_whose_arms_saw_different_batches():

@@ -213,8 +213,19 @@ def test_patience_stops_when_valid_loss_stops_improving(corpus, tmp_path):
                     DataConfig(data=str(corpus), tokens_per_sample=16, batch_size=4),
                     OptimizationConfig(max_update=100, lr=0.0, lr_scheduler="fixed"),  # lr 0: nothing improves
                     CheckpointConfig(save_dir=str(tmp_path)),
-                    RunConfig(log_format="none", validate_interval_updates=2, patience=1))
-    assert summary["updates"] == 6  # validations at 2 (best), 4 (bad 1), 6 (bad 2 > patience 1)
+                    RunConfig(log_format="none", validate_interval_updates=2, patience=2))
+    assert summary["updates"] == 6  # validations at 2 (best), 4 (bad 1), 6 (bad 2 = patience 2: stop, as fairseq)
+
+
+@pytest.mark.parametrize("patience", [0, -1])
+def test_patience_zero_or_negative_is_off(corpus, tmp_path, patience):
+    summary = train({"decoder_layers": 1, "decoder_embed_dim": 32, "decoder_ffn_embed_dim": 64,
+                     "decoder_attention_heads": 2},
+                    DataConfig(data=str(corpus), tokens_per_sample=16, batch_size=4),
+                    OptimizationConfig(max_update=8, lr=0.0, lr_scheduler="fixed"),
+                    CheckpointConfig(save_dir=str(tmp_path)),
+                    RunConfig(log_format="none", validate_interval_updates=2, patience=patience))
+    assert summary["updates"] == 8  # fairseq: --patience <= 0 never stops early
 
 
 def test_stop_time_hours_and_max_epoch(corpus, tmp_path):

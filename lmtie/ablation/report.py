@@ -20,20 +20,28 @@ METRICS = [
     ("test_word_ppl", "test word ppl", "{:.2f}"), ("test_bleu", "test BLEU", "{:.2f}"), ("test_chrf", "test chrF", "{:.2f}"),
     ("train_bpb", "train bits/byte", "{:.4f}"),
     ("valid_bpb", "valid bits/byte", "{:.4f}"), ("test_bpb", "test bits/byte", "{:.4f}"),
-    ("best_epoch", "epoch of the best valid loss", "{:.1f}"), ("tokens_per_s", "train tokens/s", "{:,.0f}"), ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
+    ("best_epoch", "epoch of the best valid loss", "{:.1f}"), ("best_update", "update of the best valid loss", "{:,.0f}"), ("tokens_per_s", "train tokens/s", "{:,.0f}"), ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
     ("wall_s", "train wall time (s)", "{:,.1f}"), ("pad_row_norm", "pad-row norm", "{:.3g}"),
     ("embed_cosine", "cos(embed_tokens, embed_out) rows", "{:.3f}"),
 ]
 DIFF_METRICS = ["params_unique", "train_ppl", "valid_ppl", "test_ppl", "valid_word_ppl", "test_word_ppl",
                 "valid_bpb", "test_bpb", "test_bleu", "test_chrf"]
-CSV_COLUMNS = ["arm", "seed", "tied", "share_all_embeddings", "decoder_embed_dim", *[m[0] for m in METRICS if m[0] != "updates"], "updates",
+CSV_COLUMNS = ["arm", "seed", "tied", "share_all_embeddings", "decoder_embed_dim",
+               *[m[0] for m in METRICS if m[0] != "updates"], "updates",
                "train_tokens", "valid_tokens", "test_tokens", "best_valid_ppl_training", "eval_checkpoint",
                "eval_tokens_per_sample", "eval_context_window", "data_digest"]
 _FORMATS = {key: fmt for key, _, fmt in METRICS}
 
 
+def best_update(row: dict) -> int | None:
+    """The update of the run's best validation (the earliest of equal ones, as checkpoint_best keeps)."""
+    curve = row.get("valid_curve") or []
+    return min(curve, key=lambda p: (p[1], p[0]))[0] if curve else None
+
+
 def by_arm(rows: Sequence[dict], arms: Sequence[str]) -> dict[str, list[dict]]:
-    """Rows grouped by arm (in ``arms`` order), each group sorted by seed."""
+    """Rows grouped by arm (in ``arms`` order), each group sorted by seed, with ``best_update`` added."""
+    rows = [{**r, "best_update": best_update(r)} for r in rows]
     return {arm: sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"]) for arm in arms}
 
 

@@ -199,7 +199,8 @@ class RunConfig:
     disable_validation: bool = field(False, "never validate (no checkpoint_best)")
     checkpoint_activations: bool = field(False, "recompute each layer's activations in the backward pass "
                                                 "(torch.utils.checkpoint): less memory, each block's forward run twice")
-    patience: int = field(-1, "stop when valid loss has not improved for N validations (-1 = off)", min=-1)
+    patience: int = field(-1, "stop once valid loss has not improved for N validations in a row (as fairseq; "
+                                 "0 or -1 = off)", min=-1)
 
     def __post_init__(self) -> None:
         validate_ranges(self)

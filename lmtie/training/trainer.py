@@ -162,7 +162,7 @@ class Trainer:
             self.logger.message(f"stopping at update {st.step}: the learning rate {self._lr():.4g} is <= --stop-min-lr "
                                 f"{o.stop_min_lr:g}")
             return True
-        return self.s.run.patience >= 0 and st.bad_validations > self.s.run.patience
+        return self.s.run.patience > 0 and st.bad_validations >= self.s.run.patience  # fairseq's should_stop_early
 
     def _lr(self) -> float:
         return lr_at(self.state.step, self.s.optim, self.state.lr_shrinks)
